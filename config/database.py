@@ -1,0 +1,131 @@
+"""Which PostgreSQL the platform uses.
+
+Resolution order, the same for the server, the worker and the tests:
+
+``DATABASE_MODE`` (auto, local, embedded) can force step 2 or 3.
+
+1. ``DATABASE_URL`` when set (``postgres://user:pass@host:port/name?sslmode=...``);
+2. else a PostgreSQL answering on localhost:5432 (user ``postgres``, no password: the
+   packaged-server default on a developer machine or CI);
+3. else an embedded PostgreSQL from the ``pgserver`` package, with its data under ``.data/pg``
+   (git-ignored), so that a newcomer with nothing installed can run the platform.
+
+PostgreSQL is required in every case: tenants live in schemas.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+LOCAL_HOST = "127.0.0.1"
+LOCAL_PORT = 5432
+
+
+@dataclass(frozen=True)
+class ResolvedDatabase:
+    source: str  # "DATABASE_URL", "local", "embedded"
+    settings: dict[str, Any]
+
+    def describe(self) -> str:
+        host = self.settings.get("HOST") or "socket"
+        return f"{self.source} PostgreSQL at {host}:{self.settings.get('PORT') or '-'}/{self.settings['NAME']}"
+
+
+def parse_database_url(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgres:// URL (schemas need PostgreSQL), got {parts.scheme!r}"
+        )
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ImproperlyConfigured("DATABASE_URL names no database")
+    options = dict(parse_qsl(parts.query))
+    host = options.pop("host", None) or unquote(parts.hostname or "")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL has a bad port: {exc}") from None
+    return {
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": str(port or ""),
+        "OPTIONS": options,
+    }
+
+
+def _ensure_database(name: str, **conninfo: Any) -> None:
+    """Create database ``name`` on the server if it is missing (the name is validated)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dbname="postgres", user="postgres", autocommit=True, **conninfo) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _local_server_answers(name: str) -> bool:
+    import psycopg
+
+    try:
+        _ensure_database(name, host=LOCAL_HOST, port=LOCAL_PORT, connect_timeout=2)
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _embedded(data_dir: Path, name: str) -> dict[str, Any]:
+    try:
+        import pgserver
+    except ImportError as exc:  # wheels exist for CPython 3.9-3.12 on x86-64 only
+        raise ImproperlyConfigured(
+            "No DATABASE_URL, no PostgreSQL on localhost:5432, and the embedded server (pgserver) "
+            "is not installed on this platform. Install PostgreSQL or set DATABASE_URL."
+        ) from exc
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # "stop": the server stops when the last process that started or joined it exits.
+    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    socket_dir = dict(parse_qsl(urlsplit(server.get_uri()).query))["host"]
+    _ensure_database(name, host=socket_dir)
+    return {
+        "NAME": name,
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": socket_dir,
+        "PORT": "",
+        "OPTIONS": {},
+    }
+
+
+def resolve_database(*, base_dir: Path, default_name: str) -> ResolvedDatabase:
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return ResolvedDatabase("DATABASE_URL", parse_database_url(url))
+    if not default_name.replace("_", "").isalnum():
+        raise ImproperlyConfigured(f"DATABASE_NAME={default_name!r}: use letters, digits and _")
+    mode = os.environ.get("DATABASE_MODE", "auto").strip() or "auto"
+    if mode not in {"auto", "local", "embedded"}:
+        raise ImproperlyConfigured(f"DATABASE_MODE={mode!r}: use auto, local or embedded")
+    if mode != "embedded" and _local_server_answers(default_name):
+        return ResolvedDatabase(
+            "local",
+            {
+                "NAME": default_name,
+                "USER": "postgres",
+                "PASSWORD": "",
+                "HOST": LOCAL_HOST,
+                "PORT": str(LOCAL_PORT),
+                "OPTIONS": {},
+            },
+        )
+    if mode == "local":
+        raise ImproperlyConfigured(f"DATABASE_MODE=local but no PostgreSQL answers on {LOCAL_HOST}:{LOCAL_PORT}")
+    return ResolvedDatabase("embedded", _embedded(base_dir / ".data" / "pg", default_name))

@@ -1,0 +1,154 @@
+"""One JSON error shape for the whole platform.
+
+``{"error": {"code", "message", "details"}, "request_id"}`` with the matching HTTP status, from
+DRF views (``api_exception_handler``), from middleware (``error_response``) and from Django's
+own 404/500 handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_default_handler
+
+from config.middleware import request_id_for
+
+logger = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """Base of errors that services raise on purpose; each maps to one HTTP status and code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class ValidationFailed(DomainError):
+    status = 400
+    code = "validation_error"
+
+
+def error_body(
+    request: HttpRequest | None, code: str, message: str, details: Any = None
+) -> dict[str, Any]:
+    return {
+        "error": {"code": code, "message": message, "details": details or {}},
+        "request_id": request_id_for(request) if request is not None else "",
+    }
+
+
+def error_response(
+    request: HttpRequest | None,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    response = JsonResponse(error_body(request, code, message, details), status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+_DRF_CODES: dict[type[Exception], tuple[str, str]] = {
+    drf.NotAuthenticated: ("not_authenticated", "Authentication credentials were not provided."),
+    drf.AuthenticationFailed: ("not_authenticated", "Invalid credentials."),
+    drf.PermissionDenied: ("permission_denied", "Your role does not allow this operation."),
+    drf.NotFound: ("not_found", "Not found."),
+    drf.MethodNotAllowed: ("method_not_allowed", "Method not allowed."),
+    drf.NotAcceptable: ("not_acceptable", "Not acceptable."),
+    drf.UnsupportedMediaType: (
+        "unsupported_media_type",
+        "Send a JSON body (Content-Type: application/json).",
+    ),
+    drf.Throttled: ("throttled", "Too many requests."),
+    drf.ParseError: ("parse_error", "Malformed request body."),
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    request = context.get("request")
+    django_request = getattr(request, "_request", request)
+    if isinstance(exc, DomainError):
+        return Response(
+            error_body(django_request, exc.code, exc.message, exc.details), status=exc.status
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body(django_request, "payload_too_large", "Request body is too large."),
+            status=413,
+        )
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf.PermissionDenied()
+    response = drf_default_handler(exc, context)
+    if response is None:
+        return None  # unexpected: Django's 500 handler answers, with the same shape
+    if isinstance(exc, drf.ValidationError):
+        code, message, details = (
+            "validation_error",
+            _first_validation_message(exc.detail),
+            exc.detail,
+        )
+    else:
+        code, default_message = next(
+            (value for kind, value in _DRF_CODES.items() if isinstance(exc, kind)),
+            ("error", "Request failed."),
+        )
+        detail = getattr(exc, "detail", None)
+        message = str(detail) if isinstance(detail, str) and detail else default_message
+        details = {}
+    response.data = error_body(django_request, code, message, details)
+    return response
+
+
+def _first_validation_message(detail: Any, path: str = "") -> str:
+    """'input.message: This field is required.' — names the field that was wrong."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "non_field_errors":
+                sub = path
+            return _first_validation_message(value, sub)
+    if isinstance(detail, list) and detail:
+        return _first_validation_message(detail[0], path)
+    return f"{path}: {detail}" if path else str(detail)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(request, 404, "not_found", "Not found.")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    logger.error("unhandled error", extra={"request_id": request_id_for(request)})
+    return error_response(request, 500, "server_error", "Internal server error.")
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(request, 403, "permission_denied", "Forbidden.")
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(request, 400, "bad_request", "Bad request.")

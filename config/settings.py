@@ -1,0 +1,178 @@
+"""Settings, read from the environment (see README "Configuration").
+
+Only values that differ between machines come from the environment; each is parsed by a typed
+reader from ``config.env`` that raises ``ImproperlyConfigured`` on a bad value. No secret has a
+default unless ``DEBUG`` is on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config.database import resolve_database
+from config.env import env_bool, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret("SECRET_KEY", debug=DEBUG, debug_default="dev-only-insecure-secret-key")
+# HMAC key for API key hashes. Separate from SECRET_KEY so rotating one does not void the other.
+API_KEY_HMAC_SECRET = env_secret(
+    "API_KEY_HMAC_SECRET", debug=DEBUG, debug_default="dev-only-insecure-api-key-secret"
+)
+
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["localhost", ".localhost", "127.0.0.1", "testserver"] if DEBUG else []
+)
+# Hosts that serve the public schema: the platform admin, and the API where the credential
+# names the tenant. Any other host must be a tenant's Domain.
+PUBLIC_HOSTS = env_list("PUBLIC_HOSTS", ["localhost", "127.0.0.1", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# ---- applications: django-tenants splits them between the public and the tenant schemas ----
+SHARED_APPS = [
+    # Before django_tenants so that our create_tenant command wins over the library's.
+    "tenants",
+    "django_tenants",
+    "daphne",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "tenants.audit",
+]
+INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+ROOT_URLCONF = "config.urls_tenant"
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"
+TENANT_URLCONF = "config.urls_tenant"
+
+MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "tenants.middleware.TenantResolutionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+# ---- database ----
+DATABASE = resolve_database(
+    base_dir=BASE_DIR, default_name=env_str("DATABASE_NAME", "circuit_breaker")
+)
+DATABASES = {
+    "default": {
+        "ENGINE": "django_tenants.postgresql_backend",
+        **DATABASE.settings,
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# ---- security ----
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Bodies above this are refused with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 1_048_576, minimum=1024)
+
+# ---- credentials ----
+JWT_ISSUER = env_str("JWT_ISSUER", "circuit-breaker-agents")
+JWT_AUDIENCE = env_str("JWT_AUDIENCE", "circuit-breaker-agents-api")
+JWT_TTL_SECONDS = env_int("JWT_TTL_SECONDS", 900, minimum=30)
+JWT_MAX_TTL_SECONDS = env_int("JWT_MAX_TTL_SECONDS", 3600, minimum=30)
+# "kid=/path/to/ed25519.pem,kid2=/path/old.pem": the first key signs, all verify (rotation).
+# In DEBUG, unset means a key generated once under DATA_DIR/jwt.
+JWT_SIGNING_KEYS = env_str("JWT_SIGNING_KEYS", "")
+if not JWT_SIGNING_KEYS and not DEBUG:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("JWT_SIGNING_KEYS must be set when DEBUG is off")
+# Only write last_used_at when the stored value is older than this: one UPDATE a minute per
+# key, not one per request.
+API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int(
+    "API_KEY_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0
+)
+
+# ---- REST framework ----
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.PrincipalAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.HasRolePermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# ---- Channels ----
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# ---- logging ----
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "config": {"level": LOG_LEVEL},
+        "tenants": {"level": LOG_LEVEL},
+        "agents": {"level": LOG_LEVEL},
+        "workflow_bridge": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,19 @@
+"""Routes served on the public hosts when no credential names a tenant."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from config.admin_sites import public_admin_site
+from config.health import healthz, readyz
+
+handler400 = "config.errors.handler400"
+handler403 = "config.errors.handler403"
+handler404 = "config.errors.handler404"
+handler500 = "config.errors.handler500"
+
+urlpatterns = [
+    path("healthz", healthz),
+    path("readyz", readyz),
+    path("admin/", public_admin_site.urls),
+]

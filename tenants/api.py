@@ -1,0 +1,156 @@
+"""REST endpoints for identity and credentials: one thin view per operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import ValidationFailed
+from tenants.audit.models import AuditLog
+from tenants.principals import Principal
+from tenants.roles import Permission, Role
+from tenants.selectors import api_key_get_for_tenant, api_key_list
+from tenants.services import api_key_create, api_key_revoke, token_issue
+
+
+def _principal(request: Request) -> Principal:
+    assert isinstance(request.user, Principal)  # guaranteed by HasRolePermission
+    return request.user
+
+
+class ApiKeyOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    role = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+
+
+class WhoAmIApi(APIView):
+    required_permission = Permission.IDENTITY_READ
+
+    def get(self, request: Request) -> Response:
+        principal = _principal(request)
+        return Response(
+            {
+                "tenant": principal.tenant_slug,
+                "role": principal.role,
+                "principal": principal.audit_actor,
+                "permissions": sorted(str(p) for p in Permission if principal.can(p)),
+            }
+        )
+
+
+class TokenIssueApi(APIView):
+    """``POST /auth/token``: an API key in, a short-lived tenant JWT out."""
+
+    required_permission = Permission.TOKENS_ISSUE
+
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.values, required=False)
+        ttl_seconds = serializers.IntegerField(required=False, min_value=1)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, claims = token_issue(
+            principal=_principal(request),
+            role=data.validated_data.get("role"),
+            ttl_seconds=data.validated_data.get("ttl_seconds"),
+        )
+        return Response(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": claims["exp"] - claims["iat"],
+                "tenant": claims["tenant"],
+                "role": claims["role"],
+            },
+            status=201,
+        )
+
+
+class ApiKeyListCreateApi(APIView):
+    required_permission = Permission.KEYS_MANAGE
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        role = serializers.ChoiceField(choices=Role.values)
+        expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            unknown = set(self.initial_data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: "Unknown field." for name in sorted(unknown)}
+                )
+            return attrs
+
+    def get(self, request: Request) -> Response:
+        keys = api_key_list(tenant=request._request.tenant)  # type: ignore[attr-defined]
+        return Response({"api_keys": ApiKeyOutput(keys, many=True).data})
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = api_key_create(
+            tenant=request._request.tenant,  # type: ignore[attr-defined]
+            actor=_principal(request).audit_actor,
+            request=request._request,
+            **data.validated_data,
+        )
+        body = dict(ApiKeyOutput(created.api_key).data)
+        body["key"] = created.key  # the only time the key is ever shown
+        return Response(body, status=201)
+
+
+class ApiKeyDetailApi(APIView):
+    required_permission = Permission.KEYS_MANAGE
+
+    def get(self, request: Request, key_id: str) -> Response:
+        api_key = api_key_get_for_tenant(tenant=request._request.tenant, key_id=key_id)  # type: ignore[attr-defined]
+        return Response(ApiKeyOutput(api_key).data)
+
+    def delete(self, request: Request, key_id: str) -> Response:
+        api_key = api_key_get_for_tenant(tenant=request._request.tenant, key_id=key_id)  # type: ignore[attr-defined]
+        api_key_revoke(
+            api_key=api_key, actor=_principal(request).audit_actor, request=request._request
+        )
+        return Response(ApiKeyOutput(api_key).data)
+
+
+class AuditLogListApi(APIView):
+    required_permission = Permission.AUDIT_READ
+
+    class OutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = AuditLog
+            fields = [
+                "id",
+                "created_at",
+                "actor",
+                "action",
+                "outcome",
+                "target_type",
+                "target_id",
+                "ip_address",
+                "request_id",
+                "details",
+            ]
+
+    def get(self, request: Request) -> Response:
+        try:
+            limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
+        except ValueError:
+            raise ValidationFailed("limit: must be an integer") from None
+        # The connection's schema was set by the tenant middleware for this request.
+        entries = AuditLog.objects.all()[:limit]
+        return Response({"entries": self.OutputSerializer(entries, many=True).data})

@@ -1,0 +1,165 @@
+"""Writes for tenants and their credentials."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from config.errors import Conflict, ValidationFailed
+from tenants.audit.services import audit_record
+from tenants.credentials import generate_api_key, hash_api_key
+from tenants.models import ApiKey, Domain, Tenant, TenantStatus, slug_validator
+from tenants.principals import Principal
+from tenants.roles import ROLE_RANK, Role
+from tenants.tokens import issue_token
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    tenant: Tenant
+    domain: Domain
+    api_key: str
+    admin_username: str
+    admin_password: str
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    key: str  # shown once
+
+
+def tenant_create(
+    *, slug: str, name: str, domain: str, admin_username: str = "admin", actor: str = "system"
+) -> CreatedTenant:
+    """Create a tenant with its schema (migrated), its primary domain, a first operator (a
+    superuser of that tenant's admin only) and a first admin API key.
+
+    Runs in one transaction: PostgreSQL DDL is transactional, so a failure leaves no schema
+    behind.
+    """
+    try:
+        slug_validator(slug)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(f"slug: {exc.messages[0]}", details={"slug": exc.messages}) from None
+    domain = domain.strip().lower()
+    if not domain or domain in settings.PUBLIC_HOSTS:
+        raise ValidationFailed("domain: must be a host name that is not one of PUBLIC_HOSTS")
+    if not name.strip():
+        raise ValidationFailed("name: must not be empty")
+    # Tenants are created from the public schema whatever the caller's connection was left on.
+    with schema_context("public"), transaction.atomic():
+        if Tenant.objects.filter(slug=slug).exists():
+            raise Conflict(f"slug: a tenant {slug!r} already exists")
+        if Domain.objects.filter(domain=domain).exists():
+            raise Conflict(f"domain: {domain!r} already belongs to a tenant")
+        try:
+            tenant = Tenant(slug=slug, name=name.strip(), schema_name=Tenant.schema_for_slug(slug))
+            tenant.save(verbosity=0)
+            tenant_domain = Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
+        except IntegrityError:
+            raise Conflict("a tenant with this slug or domain was created concurrently") from None
+        password = secrets.token_urlsafe(18)
+        with schema_context(tenant.schema_name):
+            get_user_model().objects.create_superuser(
+                username=admin_username, password=password, email=""
+            )
+        created_key = api_key_create(
+            tenant=tenant, role=Role.ADMIN, name="first admin key", actor=actor
+        )
+    return CreatedTenant(tenant, tenant_domain, created_key.key, admin_username, password)
+
+
+def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
+    if status not in TenantStatus.values:
+        raise ValidationFailed(f"status: must be one of {', '.join(TenantStatus.values)}")
+    tenant.status = status
+    tenant.save(update_fields=["status"])
+    return tenant
+
+
+def api_key_create(
+    *,
+    tenant: Tenant,
+    role: str,
+    name: str = "",
+    expires_at: dt.datetime | None = None,
+    actor: str = "system",
+    request: object | None = None,
+) -> CreatedApiKey:
+    if role not in Role.values:
+        raise ValidationFailed(f"role: must be one of {', '.join(Role.values)}")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("expires_at: must be in the future")
+    key, prefix = generate_api_key()
+    api_key = ApiKey.objects.create(
+        tenant=tenant,
+        name=name[:100],
+        prefix=prefix,
+        key_hash=hash_api_key(key),
+        role=role,
+        expires_at=expires_at,
+        created_by=actor[:200],
+    )
+    audit_record(
+        schema_name=tenant.schema_name,
+        actor=actor,
+        action="api_key.create",
+        target_type="api_key",
+        target_id=str(api_key.id),
+        request=request,  # type: ignore[arg-type]
+        details={"prefix": prefix, "role": role, "name": api_key.name},
+    )
+    return CreatedApiKey(api_key, key)
+
+
+def api_key_revoke(*, api_key: ApiKey, actor: str, request: object | None = None) -> ApiKey:
+    """Revoke a key (idempotent: a second revoke keeps the first time)."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        audit_record(
+            schema_name=api_key.tenant.schema_name,
+            actor=actor,
+            action="api_key.revoke",
+            target_type="api_key",
+            target_id=str(api_key.id),
+            request=request,  # type: ignore[arg-type]
+            details={"prefix": api_key.prefix},
+        )
+    return api_key
+
+
+def token_issue(
+    *, principal: Principal, role: str | None, ttl_seconds: int | None
+) -> tuple[str, dict]:
+    """Exchange an API key for a short-lived JWT, for the key's role or a lower one.
+
+    Only an API key can mint tokens: a token cannot renew itself into a longer life.
+    """
+    if principal.kind != "api_key":
+        raise ValidationFailed("authorization: tokens are issued in exchange for an API key only")
+    role = role or principal.role
+    if role not in ROLE_RANK:
+        raise ValidationFailed(f"role: must be one of {', '.join(Role.values)}")
+    if ROLE_RANK[role] > ROLE_RANK[principal.role]:
+        raise ValidationFailed(f"role: cannot exceed the key's role {principal.role!r}")
+    ttl = ttl_seconds or settings.JWT_TTL_SECONDS
+    if not 30 <= ttl <= settings.JWT_MAX_TTL_SECONDS:
+        raise ValidationFailed(
+            f"ttl_seconds: must be between 30 and {settings.JWT_MAX_TTL_SECONDS}"
+        )
+    return issue_token(
+        tenant_slug=principal.tenant_slug,
+        role=role,
+        subject=f"api_key:{principal.identifier}",
+        ttl_seconds=ttl,
+    )

@@ -1,0 +1,198 @@
+"""Shared fixtures: two tenant personas, credentials for each role, and a live ASGI server.
+
+The personas (``alpha`` and ``bravo``) are created once per session and committed, so that a
+live server in another process sees them too. Tests that change data do it inside their own
+transaction (the ``db`` fixture), which rolls back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from django.test import Client
+
+from tenants.models import Domain, Tenant
+from tenants.roles import Role
+from tenants.services import api_key_create, tenant_create
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Persona:
+    tenant: Tenant
+    host: str
+    admin_key: str
+    user_key: str
+    readonly_key: str
+
+    @property
+    def slug(self) -> str:
+        return self.tenant.slug
+
+    @property
+    def schema(self) -> str:
+        return self.tenant.schema_name
+
+
+def ensure_tenant(slug: str) -> Tenant:
+    """Get or create a tenant. Idempotent: the schema survives tests that truncate public tables."""
+    host = f"{slug}.localhost"
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        schema = Tenant.schema_for_slug(slug)
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [schema]
+            )
+            schema_exists = cursor.fetchone() is not None
+        if schema_exists:
+            tenant = Tenant(slug=slug, name=slug.title(), schema_name=schema)
+            tenant.save(verbosity=0)
+            Domain.objects.get_or_create(
+                domain=host, defaults={"tenant": tenant, "is_primary": True}
+            )
+        else:
+            tenant = tenant_create(slug=slug, name=slug.title(), domain=host, actor="tests").tenant
+    return tenant
+
+
+def make_persona(slug: str) -> Persona:
+    tenant = ensure_tenant(slug)
+    keys = {
+        role: api_key_create(tenant=tenant, role=role, name=f"{role} persona", actor="tests").key
+        for role in (Role.ADMIN, Role.USER, Role.READONLY)
+    }
+    return Persona(
+        tenant, f"{slug}.localhost", keys[Role.ADMIN], keys[Role.USER], keys[Role.READONLY]
+    )
+
+
+@pytest.fixture(scope="session")
+def personas(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> dict[str, Persona]:
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        return {slug: make_persona(slug) for slug in ("alpha", "bravo")}
+
+
+@pytest.fixture
+def alpha(personas: dict[str, Persona], db: None) -> Persona:
+    return personas["alpha"]
+
+
+@pytest.fixture
+def bravo(personas: dict[str, Persona], db: None) -> Persona:
+    return personas["bravo"]
+
+
+class ApiClient:
+    """Django's test client with a bearer credential, JSON bodies and a Host."""
+
+    def __init__(self, key: str | None = None, host: str = "localhost") -> None:
+        self.client = Client()
+        self.key = key
+        self.host = host
+
+    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+        headers = {"HTTP_HOST": self.host}
+        if self.key:
+            headers["HTTP_AUTHORIZATION"] = f"Bearer {self.key}"
+        headers.update({f"HTTP_{k.upper().replace('-', '_')}": v for k, v in extra.items()})
+        return headers
+
+    def get(self, path: str, headers: dict[str, str] | None = None, **params: object):
+        return self.client.get(path, params, **self._headers(headers or {}))
+
+    def post(self, path: str, body: object = None, headers: dict[str, str] | None = None):
+        return self.client.post(
+            path,
+            body if body is not None else {},
+            content_type="application/json",
+            **self._headers(headers or {}),
+        )
+
+    def delete(self, path: str, headers: dict[str, str] | None = None):
+        return self.client.delete(path, **self._headers(headers or {}))
+
+
+@pytest.fixture
+def api() -> type[ApiClient]:
+    return ApiClient
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    port: int
+
+
+@pytest.fixture(scope="session")
+def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
+    """The real ASGI app under daphne, in another process, on the test database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.test_settings",
+            "DATABASE_URL": (
+                f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or ''}:{db['PORT'] or ''}/{db['NAME']}"
+                if db["HOST"] and not db["HOST"].startswith("/")
+                else f"postgres://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
+            ),
+        }
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(
+                f"daphne did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+            )
+        time.sleep(0.2)
+    yield LiveServer(url, port)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
