@@ -127,5 +127,7 @@ def resolve_database(*, base_dir: Path, default_name: str) -> ResolvedDatabase:
             },
         )
     if mode == "local":
-        raise ImproperlyConfigured(f"DATABASE_MODE=local but no PostgreSQL answers on {LOCAL_HOST}:{LOCAL_PORT}")
+        raise ImproperlyConfigured(
+            f"DATABASE_MODE=local but no PostgreSQL answers on {LOCAL_HOST}:{LOCAL_PORT}"
+        )
     return ResolvedDatabase("embedded", _embedded(base_dir / ".data" / "pg", default_name))
