@@ -12,14 +12,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from django.test import Client
 
+from agents.fakellm import FakeServer, start_in_thread
 from tenants.models import Domain, Tenant
 from tenants.roles import Role
 from tenants.services import api_key_create, tenant_create
@@ -196,3 +198,52 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+# ---- the fake LLM server (one per session; each test scripts it under its own API key) ----
+
+
+class FakeLLM:
+    """Test-side handle on the fake server's control API."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.url = server.url
+        self._http = httpx.Client(base_url=server.url, timeout=5)
+
+    def base_url(self, kind: str) -> str:
+        # OpenAI-style base URLs carry the version prefix; the others do not.
+        return f"{self.url}/v1" if kind == "openai" else self.url
+
+    def script(self, key: str, *steps: dict[str, Any]) -> None:
+        response = self._http.post("/_control/scripts", json={"key": key, "steps": list(steps)})
+        response.raise_for_status()
+
+    def requests(self, key: str) -> list[dict[str, Any]]:
+        response = self._http.get("/_control/requests", params={"key": key})
+        response.raise_for_status()
+        return response.json()["requests"]
+
+    def wait_for(
+        self, key: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 2.0
+    ) -> float:
+        """Seconds until the last logged request for ``key`` satisfies ``predicate``."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            logged = self.requests(key)
+            if logged and predicate(logged[-1]):
+                return time.monotonic() - start
+            time.sleep(0.02)
+        raise AssertionError(f"condition not met within {timeout}s: {self.requests(key)}")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    server = start_in_thread()
+    handle = FakeLLM(server)
+    yield handle
+    handle.close()
+    server.stop()
