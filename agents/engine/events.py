@@ -1,0 +1,158 @@
+"""Execution events: one schema for every transport (SSE, WebSocket, stored event log).
+
+The engine emits these through an injected ``emit`` callable and does not know where they go.
+Payloads are JSON-ready (``cost`` is a decimal string). Transports add their own envelope
+(execution id, stored sequence, timestamp) around them.
+
+Order: ``execution.started`` → any of ``thinking`` / ``chunk`` / ``tool_call`` /
+``tool_result`` → ``usage`` → exactly one of ``complete``, ``error`` or ``cancelled``.
+``chunk.sequence`` starts at 1 and increases by one across the whole execution, including
+retries: when an attempt fails after streaming text, a ``thinking`` event says the engine is
+retrying and the next chunk continues the numbering, so the ``complete`` event's ``output`` is
+the authoritative final text (clients that concatenate chunks should reset on that ``thinking``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Literal, TypedDict
+
+logger = logging.getLogger(__name__)
+
+
+class ExecutionStartedEvent(TypedDict):
+    type: Literal["execution.started"]
+    execution_id: str
+    agent_id: str
+    model: str
+    timestamp: str
+
+
+class ThinkingEvent(TypedDict):
+    type: Literal["thinking"]
+    message: str
+
+
+class ChunkEvent(TypedDict):
+    type: Literal["chunk"]
+    text: str
+    sequence: int
+
+
+class ToolCallEvent(TypedDict):
+    type: Literal["tool_call"]
+    tool_name: str
+    tool_input: dict[str, Any]
+    call_id: str
+
+
+class ToolResultEvent(TypedDict):
+    type: Literal["tool_result"]
+    tool_name: str
+    tool_result: str
+    call_id: str
+    is_error: bool
+
+
+class UsageEvent(TypedDict):
+    type: Literal["usage"]
+    input_tokens: int
+    output_tokens: int
+    estimated: bool
+
+
+class UsagePayload(TypedDict):
+    input_tokens: int
+    output_tokens: int
+    estimated: bool
+
+
+class CompleteEvent(TypedDict):
+    type: Literal["complete"]
+    output: Any
+    usage: UsagePayload
+    cost: str
+    model: str
+
+
+class ErrorEvent(TypedDict):
+    type: Literal["error"]
+    code: str
+    message: str
+
+
+class CancelledEvent(TypedDict):
+    type: Literal["cancelled"]
+
+
+Event = (
+    ExecutionStartedEvent
+    | ThinkingEvent
+    | ChunkEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | UsageEvent
+    | CompleteEvent
+    | ErrorEvent
+    | CancelledEvent
+)
+
+EventType = Literal[
+    "execution.started",
+    "thinking",
+    "chunk",
+    "tool_call",
+    "tool_result",
+    "usage",
+    "complete",
+    "error",
+    "cancelled",
+]
+
+TERMINAL_EVENT_TYPES: frozenset[str] = frozenset({"complete", "error", "cancelled"})
+
+Emit = Callable[[Event], Awaitable[None]]
+
+
+def now_iso() -> str:
+    """UTC timestamp in ISO 8601, as used in event payloads."""
+    return datetime.now(UTC).isoformat()
+
+
+async def discard(event: Event) -> None:
+    """An ``emit`` that drops every event (for callers that only want the result)."""
+
+
+class EventSink:
+    """Wraps the caller's ``emit``: numbers chunks and isolates the run from a broken sink.
+
+    A sink that raises (say, a closed socket) must not fail an execution whose result is still
+    stored; the error is logged once and later events are still offered. Cancellation is not
+    swallowed: a client that wants the run stopped cancels the task.
+    """
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._sequence = 0
+        self._failed = False
+
+    @property
+    def chunks_sent(self) -> int:
+        """How many chunk events were emitted so far."""
+        return self._sequence
+
+    async def send(self, event: Event) -> None:
+        """Offer one event to the sink."""
+        try:
+            await self._emit(event)
+        except Exception:
+            if not self._failed:
+                logger.exception("event sink failed; the execution continues without it")
+            self._failed = True
+
+    async def chunk(self, text: str) -> None:
+        """Emit a chunk with the next sequence number."""
+        self._sequence += 1
+        await self.send({"type": "chunk", "text": text, "sequence": self._sequence})
