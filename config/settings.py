@@ -52,6 +52,7 @@ TENANT_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "tenants.audit",
+    "agents",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -105,6 +106,9 @@ DATABASES = {
     }
 }
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Issue `SET search_path` once per schema switch, not before every query (django-tenants resets
+# it on every set_tenant/schema_context, rollback and reconnect).
+TENANT_LIMIT_SET_CALLS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -147,6 +151,22 @@ if not JWT_SIGNING_KEYS and not DEBUG:
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int(
     "API_KEY_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0
 )
+
+# ---- agents and providers ----
+# "kid=<Fernet key>,old=<older key>": encrypts provider secrets at rest; the first key seals,
+# all open. Kept apart from SECRET_KEY and the database. Rotate with `manage.py reencrypt_secrets`.
+FIELD_ENCRYPTION_KEYS = env_secret(
+    "FIELD_ENCRYPTION_KEYS",
+    debug=DEBUG,
+    debug_default="dev=ZGV2LW9ubHktaW5zZWN1cmUtZmllbGQta2V5LTMyYnk=",
+)
+# Hosts, IPs or networks that provider base URLs and HTTP tools may reach although they are
+# private (e.g. "localhost,127.0.0.1" for a local Ollama). Empty: only public addresses.
+PROVIDER_ALLOWED_PRIVATE = env_list("PROVIDER_ALLOWED_PRIVATE", [])
+# Bounds on what an agent or an execution request may ask for.
+AGENT_MAX_TOKENS_LIMIT = env_int("AGENT_MAX_TOKENS_LIMIT", 32_000, minimum=1)
+AGENT_MAX_TIMEOUT_SECONDS = env_int("AGENT_MAX_TIMEOUT_SECONDS", 900, minimum=1)
+AGENT_MAX_TOOL_STEPS = env_int("AGENT_MAX_TOOL_STEPS", 25, minimum=1)
 
 # ---- REST framework ----
 REST_FRAMEWORK = {

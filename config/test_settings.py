@@ -17,6 +17,11 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("API_KEY_HMAC_SECRET", "test-api-key-hmac-secret")
 os.environ.setdefault("ALLOWED_HOSTS", ".localhost,localhost,127.0.0.1,testserver")
 os.environ.setdefault("SECURE_COOKIES", "0")
+# Two field keys: "test-new" seals, "test-old" still opens (rotation is tested).
+os.environ.setdefault(
+    "FIELD_ENCRYPTION_KEYS",
+    "test-new=dGVzdC1uZXctZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc=,test-old=dGVzdC1vbGQtZmllbGQta2V5LTMyLWJ5dGVzLWxvbmc=",
+)
 if "JWT_SIGNING_KEYS" not in os.environ:
     from tenants.signing import generate_key_file
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection
 from django_tenants.utils import schema_context
 
 P = ParamSpec("P")
@@ -35,7 +36,28 @@ def run_in_schema(schema_name: str, fn: Callable[P, R], *args: P.args, **kwargs:
         return fn(*args, **kwargs)
 
 
+def _run_with_fresh_connection(
+    schema_name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    # Like channels' database_sync_to_async: drop connections that are broken or past
+    # CONN_MAX_AGE around the call. Never inside an atomic block (a caller's transaction, or a
+    # test's), where closing would throw that transaction away.
+    if not connection.in_atomic_block:
+        close_old_connections()
+    try:
+        return run_in_schema(schema_name, fn, *args, **kwargs)
+    finally:
+        if not connection.in_atomic_block:
+            close_old_connections()
+
+
 async def in_schema(schema_name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run the sync ``fn`` on the database thread, inside ``schema_name`` (async code)."""
+    """Run the sync ``fn`` on the database thread, inside ``schema_name`` (async code).
+
+    Called under ``async_to_sync`` from a sync thread, ``fn`` runs on that thread (asgiref's
+    thread-sensitive mode), so it joins that thread's open transaction.
+    """
     require_tenant_schema(schema_name)
-    return await database_sync_to_async(run_in_schema)(schema_name, fn, *args, **kwargs)
+    return await sync_to_async(_run_with_fresh_connection, thread_sensitive=True)(
+        schema_name, fn, *args, **kwargs
+    )

@@ -1,0 +1,285 @@
+"""The tenant admin for agents: provider credentials (secrets write-only), the price table,
+agents (every save a new version; a test run that streams the answer) and executions
+(read-only, with their event timeline)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+
+from agents.admin_test_run import test_run_stream
+from agents.models import (
+    Agent,
+    AgentVersion,
+    Execution,
+    ExecutionEvent,
+    ModelPrice,
+    ProviderCredential,
+)
+from agents.services.agents import CONFIG_FIELDS, agent_create, agent_update
+from agents.services.credentials import credential_save
+from config.admin_sites import tenant_admin_site
+from config.errors import DomainError
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"user:{request.user.get_username()}"
+
+
+def _schema(request: HttpRequest) -> str:
+    return request.tenant.schema_name  # type: ignore[attr-defined]
+
+
+# ---- provider credentials ----
+
+
+class CredentialForm(forms.ModelForm):
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the stored key.",
+    )
+    extra_headers = forms.JSONField(
+        required=False,
+        help_text='Write-only, e.g. {"OpenAI-Organization": "org-…"}. Empty keeps the stored ones.',
+    )
+
+    class Meta:
+        model = ProviderCredential
+        fields = ["name", "kind", "base_url"]
+
+
+@admin.register(ProviderCredential, site=tenant_admin_site)
+class ProviderCredentialAdmin(admin.ModelAdmin):
+    form = CredentialForm
+    list_display = ("name", "kind", "base_url", "key_stored", "updated_at")
+    fields = ("name", "kind", "base_url", "api_key", "extra_headers")
+
+    @admin.display(boolean=True, description="key stored")
+    def key_stored(self, obj: ProviderCredential) -> bool:
+        return obj.has_api_key
+
+    def save_model(
+        self, request: HttpRequest, obj: ProviderCredential, form: Any, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        credential_save(
+            credential=obj if change else None,
+            name=data["name"],
+            kind=data["kind"],
+            base_url=data.get("base_url") or "",
+            api_key=data.get("api_key") or None,
+            extra_headers=data.get("extra_headers") or None,
+        )
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+
+        class Validated(form_class):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                data = super().clean()
+                if data.get("kind") and data.get("kind") != "echo" and data.get("base_url"):
+                    from agents.services.credentials import validate_base_url
+
+                    try:
+                        validate_base_url(data["base_url"].strip())
+                    except DomainError as exc:
+                        raise ValidationError({"base_url": exc.message}) from None
+                return data
+
+        return Validated
+
+
+@admin.register(ModelPrice, site=tenant_admin_site)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model",
+        "credential",
+        "input_per_million",
+        "output_per_million",
+        "capabilities",
+        "enabled",
+    )
+    list_filter = ("enabled", "credential")
+    list_editable = ("input_per_million", "output_per_million", "enabled")
+
+
+# ---- agents ----
+
+
+class AgentForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = ["credential", *CONFIG_FIELDS]
+
+
+class AgentVersionInline(admin.TabularInline):
+    model = AgentVersion
+    extra = 0
+    fields = ("version", "created_at", "created_by")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Agent, site=tenant_admin_site)
+class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
+    list_display = ("slug", "name", "model", "credential", "version", "enabled", "test_run_link")
+    list_filter = ("enabled", "credential")
+    search_fields = ("slug", "name", "description")
+    readonly_fields = ("id", "version")
+    inlines = [AgentVersionInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # executions pin agents; disable an agent instead
+
+    @admin.display(description="test")
+    def test_run_link(self, obj: Agent) -> str:
+        url = reverse("tenant_admin:agents_agent_test_run", args=[obj.pk])
+        return format_html('<a href="{}">test run</a>', url)
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        data = {
+            field: form.cleaned_data.get(field)
+            for field in ("credential", *CONFIG_FIELDS)
+            if field in form.cleaned_data
+        }
+        try:
+            if change:
+                saved = agent_update(
+                    agent=obj, changes=data, actor=_actor(request), schema_name=_schema(request)
+                )
+            else:
+                saved = agent_create(data=data, actor=_actor(request), schema_name=_schema(request))
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            raise
+        obj.pk, obj.version = saved.pk, saved.version
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+
+        class Validated(form_class):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                data = super().clean()
+                from agents.services.agents import (
+                    WRITABLE_FIELDS,
+                    _agent_exists,
+                    _credential_exists,
+                )
+                from agents.validation import validate_agent_config
+
+                config = {k: v for k, v in data.items() if k in WRITABLE_FIELDS}
+                try:
+                    validate_agent_config(
+                        config,
+                        self_slug=config.get("slug"),
+                        agent_exists=_agent_exists,
+                        credential_exists=_credential_exists,
+                    )
+                except DomainError as exc:
+                    field = exc.message.partition(":")[0].split("[")[0].split(".")[0]
+                    if field in self.fields:
+                        raise ValidationError({field: exc.message}) from None
+                    raise ValidationError(exc.message) from None
+                return data
+
+        return Validated
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "<path:object_id>/test-run/",
+                self.admin_site.admin_view(self.test_run_view),
+                name="agents_agent_test_run",
+            ),
+            # Async and streaming: checks staff access itself (admin_view wraps sync views only).
+            path(
+                "<path:object_id>/test-run/stream/",
+                test_run_stream,
+                name="agents_agent_test_run_stream",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def test_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        agent = get_object_or_404(Agent, pk=object_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Test run: {agent.name}",
+            "agent": agent,
+            "opts": self.model._meta,
+            "stream_url": reverse("tenant_admin:agents_agent_test_run_stream", args=[agent.pk]),
+        }
+        return TemplateResponse(request, "admin/agents/agent/test_run.html", context)
+
+
+# ---- executions (read-only audit of every run) ----
+
+
+class ExecutionEventInline(admin.TabularInline):
+    model = ExecutionEvent
+    extra = 0
+    fields = ("seq", "type", "payload", "created_at")
+    readonly_fields = fields
+    can_delete = False
+    ordering = ("seq",)
+
+    @admin.display(description="data")
+    def payload(self, obj: ExecutionEvent) -> str:
+        return json.dumps(obj.data, ensure_ascii=False)[:2000]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Execution, site=tenant_admin_site)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "agent",
+        "status",
+        "model_used",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "duration_ms",
+        "created_at",
+    )
+    list_filter = ("status", "agent")
+    search_fields = ("id", "request_id", "principal")
+    date_hierarchy = "created_at"
+    inlines = [ExecutionEventInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in Execution._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        return super().get_queryset(request).select_related("agent")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.method in ("GET", "HEAD")  # view only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

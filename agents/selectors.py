@@ -1,0 +1,95 @@
+"""Reads of agents and executions, in the current schema (the request's tenant, or one entered
+with ``schema_context``). Each function answers one of the plan's storage queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Avg, Count, Q, QuerySet
+
+from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus
+from config.errors import NotFound
+
+
+def _nested(path: str, value: Any) -> dict[str, Any]:
+    """``("a.b.c", 1)`` → ``{"a": {"b": {"c": 1}}}``: a containment filter for a nested path."""
+    result: Any = value
+    for part in reversed(path.split(".")):
+        result = {part: result}
+    return result
+
+
+def execution_list(
+    *,
+    agent: Agent | None = None,
+    status: str | Iterable[str] | None = None,
+    context_filters: dict[str, Any] | None = None,
+    resource_id: str | None = None,
+) -> QuerySet[Execution]:
+    """Executions, newest first, filtered by agent, status, context values and resource.
+
+    ``context_filters`` maps dot paths to values (``{"user_context.user_id": "u1"}``); all must
+    match. They compile to JSON containment (``context @> {...}``), which the GIN index serves.
+    """
+    queryset = Execution.objects.all()
+    if agent is not None:
+        queryset = queryset.filter(agent=agent)
+    if status:
+        queryset = (
+            queryset.filter(status=status)
+            if isinstance(status, str)
+            else queryset.filter(status__in=list(status))
+        )
+    for path, value in (context_filters or {}).items():
+        queryset = queryset.filter(context__contains=_nested(path, value))
+    if resource_id is not None:
+        queryset = queryset.filter(
+            Q(context__contains={"workflow_context": {"resource_id": resource_id}})
+            | Q(context__contains={"resource_id": resource_id})
+        )
+    return queryset.order_by("-created_at")
+
+
+def execution_find_by_context_key(key: str, value: Any) -> QuerySet[Execution]:
+    return execution_list(context_filters={key: value})
+
+
+def execution_count_by_context(path: str, value: Any) -> int:
+    return execution_list(context_filters={path: value}).count()
+
+
+def execution_recent(limit: int = 20) -> list[Execution]:
+    return list(Execution.objects.order_by("-created_at")[:limit])
+
+
+def execution_get(execution_id: str, *, agent: Agent | None = None) -> Execution:
+    queryset = Execution.objects.select_related("agent")
+    if agent is not None:
+        queryset = queryset.filter(agent=agent)
+    execution = queryset.filter(pk=execution_id).first()
+    if execution is None:
+        raise NotFound("Execution not found.")
+    return execution
+
+
+def execution_events(execution_id: str, *, after: int = 0) -> list[ExecutionEvent]:
+    return list(
+        ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=after).order_by("seq")
+    )
+
+
+def agent_stats(agent: Agent | None = None) -> dict[str, Any]:
+    """total, completed, failed, running and the average duration of finished runs
+    (per agent, or for the whole tenant)."""
+    queryset = Execution.objects.all() if agent is None else Execution.objects.filter(agent=agent)
+    stats = queryset.aggregate(
+        total=Count("id"),
+        completed=Count("id", filter=Q(status=ExecutionStatus.COMPLETED)),
+        failed=Count("id", filter=Q(status__in=[ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT])),
+        running=Count("id", filter=Q(status__in=[ExecutionStatus.RUNNING, ExecutionStatus.QUEUED])),
+        avg_duration_ms=Avg("duration_ms", filter=Q(duration_ms__isnull=False)),
+    )
+    if stats["avg_duration_ms"] is not None:
+        stats["avg_duration_ms"] = round(float(stats["avg_duration_ms"]), 1)
+    return stats

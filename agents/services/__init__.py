@@ -1,0 +1,1 @@
+"""Writes of the agents app: credentials, agents and their versions, executions."""

@@ -1,0 +1,129 @@
+"""Provider credentials: validated (SSRF included) and sealed before they are stored."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+
+from agents.crypto import decrypt_secret, encrypt_secret, field_key_ring
+from agents.models import ProviderCredential, ProviderKind
+from agents.providers.base import ProviderConfig
+from agents.providers.ssrf import UnsafeURL, check_url
+from config.errors import ValidationFailed
+
+# Headers that would let a credential impersonate another caller or break the request framing.
+_FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    ProviderKind.OPENAI: "https://api.openai.com/v1",
+    ProviderKind.ANTHROPIC: "https://api.anthropic.com",
+    ProviderKind.GOOGLE: "https://generativelanguage.googleapis.com",
+    ProviderKind.OLLAMA: "",
+    ProviderKind.ECHO: "",
+}
+
+
+def validate_base_url(url: str) -> None:
+    """Refuse URLs that reach loopback, private, link-local or metadata addresses (in any
+    notation, or via a name resolving to one) unless the operator allow-listed them."""
+    allowed = tuple(settings.PROVIDER_ALLOWED_PRIVATE)
+    try:
+        check_url(url, allowed=allowed, resolve=False)  # scheme, literal IPs in every notation
+        # A name that does not resolve now (DNS down, a host of a network not reachable from
+        # here) is accepted: it is resolved and checked again at every connect.
+        if _resolves(urlsplit(url).hostname or ""):
+            check_url(url, allowed=allowed, resolve=True)
+    except UnsafeURL as exc:
+        raise ValidationFailed(f"base_url: {exc}") from None
+
+
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
+def _clean_headers(headers: dict[str, Any] | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, dict):
+        raise ValidationFailed("extra_headers: must be an object of header names to values")
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not name.replace("-", "").isalnum():
+            raise ValidationFailed(f"extra_headers: {name!r} is not a valid header name")
+        if name.lower() in _FORBIDDEN_HEADERS:
+            raise ValidationFailed(f"extra_headers: {name!r} may not be set")
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            raise ValidationFailed(f"extra_headers: value of {name!r} must be a single-line string")
+        clean[name] = value
+    return clean
+
+
+def credential_save(
+    *,
+    credential: ProviderCredential | None = None,
+    name: str,
+    kind: str,
+    base_url: str = "",
+    api_key: str | None = None,
+    extra_headers: dict[str, Any] | None = None,
+) -> ProviderCredential:
+    """Create or update a credential. ``api_key=None`` (or ``extra_headers=None``) keeps the
+    stored value on update: secrets are write-only and never read back to the form."""
+    if kind not in ProviderKind.values:
+        raise ValidationFailed(f"kind: must be one of {', '.join(ProviderKind.values)}")
+    if not name.strip():
+        raise ValidationFailed("name: must not be empty")
+    base_url = (base_url or DEFAULT_BASE_URLS[kind]).strip().rstrip("/")
+    if kind != ProviderKind.ECHO:
+        if not base_url:
+            raise ValidationFailed(f"base_url: required for {kind} credentials")
+        validate_base_url(base_url)
+    credential = credential or ProviderCredential()
+    credential.name, credential.kind, credential.base_url = name.strip(), kind, base_url
+    if api_key is not None:
+        credential.api_key_encrypted = encrypt_secret(api_key.strip())
+    if extra_headers is not None:
+        clean = _clean_headers(extra_headers)
+        credential.extra_headers_encrypted = encrypt_secret(json.dumps(clean)) if clean else ""
+    with transaction.atomic():
+        credential.save()
+    return credential
+
+
+def provider_config_for(credential: ProviderCredential) -> ProviderConfig:
+    """The engine's view of a credential, secrets opened. Lives in memory only."""
+    headers = decrypt_secret(credential.extra_headers_encrypted)
+    return ProviderConfig(
+        kind=credential.kind,  # type: ignore[arg-type]
+        base_url=credential.base_url,
+        api_key=decrypt_secret(credential.api_key_encrypted),
+        extra_headers=json.loads(headers) if headers else {},
+        allowed_private=tuple(settings.PROVIDER_ALLOWED_PRIVATE),
+    )
+
+
+def credentials_reencrypt() -> int:
+    """Re-seal every secret not sealed with the active key. Returns how many rows changed.
+    Runs in the current schema; the command loops over tenants."""
+    ring = field_key_ring()
+    changed = 0
+    for credential in ProviderCredential.objects.select_for_update().all():
+        fields = []
+        for field in ("api_key_encrypted", "extra_headers_encrypted"):
+            stored = getattr(credential, field)
+            if stored and ring.key_id_of(stored) != ring.active_kid:
+                setattr(credential, field, ring.encrypt(ring.decrypt(stored)))
+                fields.append(field)
+        if fields:
+            credential.save(update_fields=fields)
+            changed += 1
+    return changed

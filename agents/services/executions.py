@@ -1,0 +1,318 @@
+"""Running an agent as a stored execution.
+
+``execution_run`` is what every interface calls (REST, WebSocket, MCP, workflows, jobs): it
+creates the ``Execution`` row, runs the engine outside any request (the schema is named
+explicitly for every query), stores the event log, and writes the terminal state once.
+
+Database work of one blocking execution: agent (+credential), prices, INSERT execution, then
+one batch of events and one UPDATE at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from agents.engine import (
+    AgentSnapshot,
+    CallConfig,
+    CompositeToolRunner,
+    ExecutionInput,
+    ExecutionResult,
+    HttpTool,
+    ModelOption,
+    ModelTarget,
+    PriceTable,
+    RetryConfig,
+    ToolCallContext,
+    ToolOutcome,
+    run_agent,
+)
+from agents.models import Execution, ExecutionStatus, ModelPrice
+from agents.services.agents import agent_get, agent_snapshot
+from agents.services.credentials import provider_config_for
+from agents.services.event_log import EventLog
+from config.errors import ValidationFailed
+from tenants.context import in_schema
+
+logger = logging.getLogger(__name__)
+
+# Agent-as-tool calls may nest this deep (an agent calling an agent calling an agent).
+MAX_AGENT_TOOL_DEPTH = 3
+NON_TERMINAL = [ExecutionStatus.PENDING, ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    """What a caller asks for; validated by the interface, trusted here."""
+
+    agent_ref: str
+    context: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: float | None = None
+    retry: dict[str, Any] | None = None
+    input_mapping: dict[str, str] | None = None
+    output_mapping: dict[str, str] | None = None
+    principal: str = ""
+    request_id: str = ""
+    parent_id: str | None = None
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    execution: Execution
+    execution_id: str
+    snapshot: AgentSnapshot
+    context: dict[str, Any]
+    prices: PriceTable
+    models: tuple[ModelOption, ...]
+
+
+def _prepare(schema_name: str, request: ExecutionRequest) -> Prepared:
+    agent = agent_get(request.agent_ref)
+    if not agent.enabled:
+        raise ValidationFailed("agent_id: the agent is disabled")
+    snapshot = agent_snapshot(agent)
+    price_rows = list(ModelPrice.objects.select_related("credential").filter(enabled=True))
+    prices = PriceTable(
+        {row.model: (row.input_per_million, row.output_per_million) for row in reversed(price_rows)}
+    )
+    models = tuple(
+        ModelOption(
+            ModelTarget(provider_config_for(row.credential), row.model), frozenset(row.capabilities)
+        )
+        for row in price_rows
+        if row.credential is not None
+    )
+    execution = Execution(
+        agent=agent,
+        agent_version=agent.version,
+        request_input={"message": request.message, "parameters": request.parameters},
+        status=ExecutionStatus.RUNNING,
+        started_at=timezone.now(),
+        requested_model=snapshot.model,
+        parent_id=request.parent_id,
+        principal=request.principal[:200],
+        request_id=request.request_id[:128],
+    )
+    # The platform owns tenant_id and execution_id in the context: a caller cannot set them.
+    context = {**request.context, "tenant_id": schema_name, "execution_id": execution.id}
+    execution.context = context
+    execution.save(force_insert=True)
+    return Prepared(execution, execution.id, snapshot, context, prices, models)
+
+
+def _finish(
+    schema_name: str, execution: Execution, result: ExecutionResult, rows: list[Any]
+) -> Execution:
+    """Store the event batch, then the terminal state, in two statements.
+
+    The UPDATE is conditional: status only moves forward, so a run that another path already
+    ended (a cancel, the sweeper) keeps its state. Events go first so that anyone who sees a
+    terminal status also finds the terminal event.
+    """
+    from agents.models import ExecutionEvent
+
+    if rows:
+        ExecutionEvent.objects.bulk_create(rows)
+    now = timezone.now()
+    started = execution.started_at or now
+    fields: dict[str, Any] = {
+        "status": result.status,
+        "output": result.output,
+        "context": result.context,
+        "input_data": result.mapped_input,
+        "error_code": result.error_code or "",
+        "error_message": (result.error_message or "")[:4000],
+        "attempts": [_attempt_json(a) for a in result.attempts],
+        "retry_count": max(len(result.attempts) - 1, 0),
+        "model_used": result.model_used or "",
+        "input_tokens": result.usage.input_tokens,
+        "output_tokens": result.usage.output_tokens,
+        "usage_estimated": result.usage.estimated,
+        "cost": result.cost if isinstance(result.cost, Decimal) else Decimal(str(result.cost)),
+        "completed_at": now,
+        "duration_ms": max(int((now - started) / dt.timedelta(milliseconds=1)), 0),
+    }
+    updated = Execution.objects.filter(pk=execution.pk, status__in=NON_TERMINAL).update(**fields)
+    if not updated:
+        return Execution.objects.get(pk=execution.pk)
+    for name, value in fields.items():
+        setattr(execution, name, value)
+    return execution
+
+
+def _attempt_json(attempt: Any) -> dict[str, Any]:
+    return {
+        "model": attempt.model,
+        "provider": attempt.provider_kind,
+        "status": attempt.status,
+        "error_kind": attempt.error_kind,
+        "error_message": attempt.error_message,
+        "latency_ms": attempt.latency_ms,
+        "input_tokens": attempt.usage.input_tokens,
+        "output_tokens": attempt.usage.output_tokens,
+        "started_at": attempt.started_at.isoformat(),
+    }
+
+
+def _call_config(request: ExecutionRequest) -> CallConfig:
+    params = request.parameters
+    retry = None
+    if request.retry:
+        retry = RetryConfig(
+            max_attempts=int(request.retry.get("max_attempts", 3)),
+            backoff_seconds=float(request.retry.get("backoff_seconds", 10)),
+            retry_on_errors=tuple(
+                request.retry.get("retry_on_errors", ("timeout", "rate_limit", "network_error"))
+            ),
+        )
+    return CallConfig(
+        input_mapping=request.input_mapping,
+        output_mapping=request.output_mapping,
+        timeout_seconds=request.timeout_seconds,
+        retry=retry,
+        temperature=params.get("temperature"),
+        max_tokens=params.get("max_tokens"),
+        top_p=params.get("top_p"),
+        frequency_penalty=params.get("frequency_penalty"),
+        presence_penalty=params.get("presence_penalty"),
+    )
+
+
+class AgentToolRunner:
+    """Runs an agent of the same tenant as a tool: a child execution, linked to its parent."""
+
+    def __init__(self, *, schema_name: str, request: ExecutionRequest, parent_id: str) -> None:
+        self.schema_name = schema_name
+        self.request = request
+        self.parent_id = parent_id
+
+    async def call(
+        self, name: str, arguments: dict[str, Any], *, context: ToolCallContext
+    ) -> ToolOutcome:
+        if self.request.depth >= MAX_AGENT_TOOL_DEPTH:
+            return ToolOutcome(f"agent tools may nest at most {MAX_AGENT_TOOL_DEPTH} deep", True)
+        target = str(context.definition.config.get("agent", ""))
+        message = arguments.get("message") if isinstance(arguments.get("message"), str) else None
+        child = ExecutionRequest(
+            agent_ref=target,
+            context={"custom_context": {"arguments": arguments}},
+            message=message if message is not None else _json(arguments),
+            parameters={},
+            principal=self.request.principal,
+            request_id=self.request.request_id,
+            parent_id=self.parent_id,
+            depth=self.request.depth + 1,
+        )
+        try:
+            execution = await execution_run(schema_name=self.schema_name, request=child)
+        except ValidationFailed as exc:
+            return ToolOutcome(exc.message, True)
+        if execution.status != ExecutionStatus.COMPLETED:
+            return ToolOutcome(
+                f"agent {target} ended {execution.status}: {execution.error_message}", True
+            )
+        output = execution.output
+        return ToolOutcome(output if isinstance(output, str) else _json(output), False)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
+
+
+def tool_runner_for(
+    schema_name: str, request: ExecutionRequest, execution_id: str
+) -> CompositeToolRunner:
+    return CompositeToolRunner(
+        {
+            "http": HttpTool(allowed_private=tuple(settings.PROVIDER_ALLOWED_PRIVATE)),
+            "agent": AgentToolRunner(
+                schema_name=schema_name, request=request, parent_id=execution_id
+            ),
+        }
+    )
+
+
+async def execution_run(
+    *,
+    schema_name: str,
+    request: ExecutionRequest,
+    listener: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    live: bool = False,
+    provider_factory: Any = None,
+) -> Execution:
+    """Run one execution to its terminal state and return the stored row.
+
+    ``listener`` sees every event as it is emitted (streaming interfaces); ``live`` writes events
+    as they come instead of once at the end. Cancelling the calling task cancels the run: the
+    upstream call is closed, the row is marked ``cancelled``, and ``CancelledError`` propagates.
+    """
+    prepared = await in_schema(schema_name, _prepare, schema_name, request)
+    log = EventLog(
+        schema_name=schema_name, execution_id=prepared.execution_id, live=live, listener=listener
+    )
+    kwargs: dict[str, Any] = {}
+    if provider_factory is not None:
+        kwargs["provider_factory"] = provider_factory
+    try:
+        result = await run_agent(
+            agent=prepared.snapshot,
+            context=prepared.context,
+            input=ExecutionInput(message=request.message, parameters=request.parameters),
+            config=_call_config(request),
+            emit=log.emit,
+            tools=tool_runner_for(schema_name, request, prepared.execution_id),
+            prices=prepared.prices,
+            models=prepared.models,
+            **kwargs,
+        )
+    except asyncio.CancelledError:
+        cancelled = _cancelled_result(prepared)
+        await asyncio.shield(
+            in_schema(
+                schema_name, _finish, schema_name, prepared.execution, cancelled, log.take_rows()
+            )
+        )
+        raise
+    return await in_schema(
+        schema_name, _finish, schema_name, prepared.execution, result, log.take_rows()
+    )
+
+
+def _cancelled_result(prepared: Prepared) -> ExecutionResult:
+    from agents.providers.base import Usage
+
+    return ExecutionResult(
+        status="cancelled",
+        execution_id=prepared.execution_id,
+        output=None,
+        context=prepared.context,
+        mapped_input={},
+        usage=Usage(),
+        cost=Decimal("0"),
+        model_used=None,
+        requested_model=prepared.snapshot.model,
+        attempts=[],
+        error_code="cancelled",
+        error_message="the execution was cancelled",
+    )
+
+
+def execution_run_sync(*, schema_name: str, request: ExecutionRequest) -> Execution:
+    """Blocking wrapper for sync callers (admin actions, commands)."""
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(execution_run)(schema_name=schema_name, request=request)
