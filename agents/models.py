@@ -185,6 +185,8 @@ class Execution(models.Model):
     agent_version = models.PositiveIntegerField()
     context = models.JSONField(default=dict)
     request_input = models.JSONField(default=dict)
+    # Per-call options the run was asked with (timeout, retry, mappings), so a worker can run it.
+    options = models.JSONField(default=dict, blank=True)
     input_data = models.JSONField(default=dict)
     output = models.JSONField(null=True, blank=True)
     status = models.CharField(
@@ -203,6 +205,7 @@ class Execution(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"

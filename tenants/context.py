@@ -30,14 +30,14 @@ def require_tenant_schema(schema_name: str | None) -> str:
     return schema_name
 
 
-def run_in_schema(schema_name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+def run_in_schema(schema_name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` with the connection's search path set to ``schema_name`` (sync code)."""
     with schema_context(require_tenant_schema(schema_name)):
         return fn(*args, **kwargs)
 
 
 def _run_with_fresh_connection(
-    schema_name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    schema_name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
 ) -> R:
     # Like channels' database_sync_to_async: drop connections that are broken or past
     # CONN_MAX_AGE around the call. Never inside an atomic block (a caller's transaction, or a
@@ -51,7 +51,9 @@ def _run_with_fresh_connection(
             close_old_connections()
 
 
-async def in_schema(schema_name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+async def in_schema(
+    schema_name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+) -> R:
     """Run the sync ``fn`` on the database thread, inside ``schema_name`` (async code).
 
     Called under ``async_to_sync`` from a sync thread, ``fn`` runs on that thread (asgiref's

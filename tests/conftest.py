@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from django.test import Client
+from django_tenants.utils import schema_context
 
 from agents.fakellm import FakeServer, start_in_thread
 from tenants.models import Domain, Tenant
@@ -49,6 +50,11 @@ class Persona:
 def ensure_tenant(slug: str) -> Tenant:
     """Get or create a tenant. Idempotent: the schema survives tests that truncate public tables."""
     host = f"{slug}.localhost"
+    with schema_context("public"):
+        return _ensure_tenant(slug, host)
+
+
+def _ensure_tenant(slug: str, host: str) -> Tenant:
     tenant = Tenant.objects.filter(slug=slug).first()
     if tenant is None:
         schema = Tenant.schema_for_slug(slug)
@@ -87,14 +93,50 @@ def personas(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) ->
         return {slug: make_persona(slug) for slug in ("alpha", "bravo")}
 
 
+def _current(personas: dict[str, Persona], slug: str) -> Persona:
+    """The persona, rebuilt if a transactional test emptied the public tables (tenant rows and
+    keys go; the tenant's schema and its data stay)."""
+    persona = personas[slug]
+    if not Tenant.objects.filter(pk=persona.tenant.pk).exists():
+        persona = personas[slug] = make_persona(slug)
+    return persona
+
+
 @pytest.fixture
 def alpha(personas: dict[str, Persona], db: None) -> Persona:
-    return personas["alpha"]
+    return _current(personas, "alpha")
 
 
 @pytest.fixture
 def bravo(personas: dict[str, Persona], db: None) -> Persona:
-    return personas["bravo"]
+    return _current(personas, "bravo")
+
+
+@pytest.fixture
+def committed_personas(
+    personas: dict[str, Persona], transactional_db: None
+) -> Iterator[dict[str, Persona]]:
+    """For tests whose work must be visible to other connections (LISTEN/NOTIFY, threads,
+    other processes): nothing is rolled back, so such tests clean up what they make."""
+    current = {slug: _current(personas, slug) for slug in personas}
+    yield current
+    for persona in current.values():
+        with schema_context(persona.schema):
+            wipe_agent_data()
+
+
+def wipe_agent_data() -> None:
+    from agents.models import (
+        Agent,
+        AgentVersion,
+        Execution,
+        ExecutionEvent,
+        ModelPrice,
+        ProviderCredential,
+    )
+
+    for model in (ExecutionEvent, Execution, AgentVersion, Agent, ModelPrice, ProviderCredential):
+        model.objects.all().delete()
 
 
 class ApiClient:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 
-def test_probe_request_id_and_tenant_routing_over_real_http(live_server_url, personas):
-    alpha, bravo = personas["alpha"], personas["bravo"]
+def test_probe_request_id_and_tenant_routing_over_real_http(live_server_url, committed_personas):
+    alpha, bravo = committed_personas["alpha"], committed_personas["bravo"]
     with httpx.Client(base_url=live_server_url.url, timeout=10) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         whoami = client.get(

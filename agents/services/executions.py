@@ -19,9 +19,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from agents.engine import (
+    AgentRun,
     AgentSnapshot,
     CallConfig,
     CompositeToolRunner,
@@ -34,13 +36,15 @@ from agents.engine import (
     RetryConfig,
     ToolCallContext,
     ToolOutcome,
-    run_agent,
+    start_agent,
 )
-from agents.models import Execution, ExecutionStatus, ModelPrice
+from agents.models import TERMINAL_STATUSES, Agent, Execution, ExecutionStatus, ModelPrice
 from agents.services.agents import agent_get, agent_snapshot
 from agents.services.credentials import provider_config_for
 from agents.services.event_log import EventLog
+from agents.streaming.hub import CANCEL_CHANNEL, get_hub
 from config.errors import ValidationFailed
+from tenants.audit.services import audit_record
 from tenants.context import in_schema
 
 logger = logging.getLogger(__name__)
@@ -76,12 +80,46 @@ class Prepared:
     context: dict[str, Any]
     prices: PriceTable
     models: tuple[ModelOption, ...]
+    request: ExecutionRequest
 
 
-def _prepare(schema_name: str, request: ExecutionRequest) -> Prepared:
-    agent = agent_get(request.agent_ref)
+def _options(request: ExecutionRequest) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in {
+            "timeout_seconds": request.timeout_seconds,
+            "retry": request.retry,
+            "input_mapping": request.input_mapping,
+            "output_mapping": request.output_mapping,
+        }.items()
+        if value is not None
+    }
+
+
+def _new_execution(
+    schema_name: str, agent: Agent, request: ExecutionRequest, status: str
+) -> Execution:
     if not agent.enabled:
         raise ValidationFailed("agent_id: the agent is disabled")
+    execution = Execution(
+        agent=agent,
+        agent_version=agent.version,
+        request_input={"message": request.message, "parameters": request.parameters},
+        options=_options(request),
+        status=status,
+        started_at=timezone.now() if status == ExecutionStatus.RUNNING else None,
+        requested_model=agent.model,
+        parent_id=request.parent_id,
+        principal=request.principal[:200],
+        request_id=request.request_id[:128],
+    )
+    # The platform owns tenant_id and execution_id in the context: a caller cannot set them.
+    execution.context = {**request.context, "tenant_id": schema_name, "execution_id": execution.id}
+    execution.save(force_insert=True)
+    return execution
+
+
+def _loaded(agent: Agent, execution: Execution, request: ExecutionRequest) -> Prepared:
     snapshot = agent_snapshot(agent)
     price_rows = list(ModelPrice.objects.select_related("credential").filter(enabled=True))
     prices = PriceTable(
@@ -94,22 +132,52 @@ def _prepare(schema_name: str, request: ExecutionRequest) -> Prepared:
         for row in price_rows
         if row.credential is not None
     )
-    execution = Execution(
-        agent=agent,
-        agent_version=agent.version,
-        request_input={"message": request.message, "parameters": request.parameters},
-        status=ExecutionStatus.RUNNING,
-        started_at=timezone.now(),
-        requested_model=snapshot.model,
-        parent_id=request.parent_id,
-        principal=request.principal[:200],
-        request_id=request.request_id[:128],
+    return Prepared(execution, execution.id, snapshot, execution.context, prices, models, request)
+
+
+def _prepare(schema_name: str, request: ExecutionRequest) -> Prepared:
+    agent = agent_get(request.agent_ref)
+    execution = _new_execution(schema_name, agent, request, ExecutionStatus.RUNNING)
+    return _loaded(agent, execution, request)
+
+
+def execution_create(
+    *, schema_name: str, request: ExecutionRequest, status: str = ExecutionStatus.QUEUED
+) -> Execution:
+    """Store an execution to run later (background): validated and visible at once. Runs in
+    the current schema (sync)."""
+    return _new_execution(schema_name, agent_get(request.agent_ref), request, status)
+
+
+def _request_of(execution: Execution) -> ExecutionRequest:
+    options = execution.options or {}
+    return ExecutionRequest(
+        agent_ref=execution.agent_id,
+        context=execution.context,
+        message=execution.request_input.get("message"),
+        parameters=execution.request_input.get("parameters") or {},
+        timeout_seconds=options.get("timeout_seconds"),
+        retry=options.get("retry"),
+        input_mapping=options.get("input_mapping"),
+        output_mapping=options.get("output_mapping"),
+        principal=execution.principal,
+        request_id=execution.request_id,
+        parent_id=execution.parent_id,
     )
-    # The platform owns tenant_id and execution_id in the context: a caller cannot set them.
-    context = {**request.context, "tenant_id": schema_name, "execution_id": execution.id}
-    execution.context = context
-    execution.save(force_insert=True)
-    return Prepared(execution, execution.id, snapshot, context, prices, models)
+
+
+def _claim(schema_name: str, execution_id: str) -> Prepared | None:
+    """Move a stored execution to ``running`` (only from pending/queued) and load what the
+    engine needs. None when it was cancelled or already ran."""
+    updated = Execution.objects.filter(
+        pk=execution_id,
+        status__in=[ExecutionStatus.PENDING, ExecutionStatus.QUEUED],
+        cancel_requested_at__isnull=True,
+    ).update(status=ExecutionStatus.RUNNING, started_at=timezone.now())
+    if not updated:
+        return None
+    execution = Execution.objects.select_related("agent__credential").get(pk=execution_id)
+    return _loaded(execution.agent, execution, _request_of(execution))
 
 
 def _finish(
@@ -254,61 +322,151 @@ async def execution_run(
     live: bool = False,
     provider_factory: Any = None,
 ) -> Execution:
-    """Run one execution to its terminal state and return the stored row.
+    """Create and run one execution to its terminal state; return the stored row.
 
-    ``listener`` sees every event as it is emitted (streaming interfaces); ``live`` writes events
-    as they come instead of once at the end. Cancelling the calling task cancels the run: the
-    upstream call is closed, the row is marked ``cancelled``, and ``CancelledError`` propagates.
+    ``listener`` sees every event as it is emitted; ``live`` writes events as they come (for
+    watchers) instead of once at the end. A cancel request (``execution_cancel``, from any
+    process) ends the run as ``cancelled`` and returns normally; cancelling the *calling* task
+    also cancels the run, stores it as ``cancelled`` and re-raises ``CancelledError``.
     """
     prepared = await in_schema(schema_name, _prepare, schema_name, request)
+    return await _run_prepared(
+        schema_name, prepared, listener=listener, live=live, provider_factory=provider_factory
+    )
+
+
+async def execution_run_stored(
+    *,
+    schema_name: str,
+    execution_id: str,
+    listener: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    provider_factory: Any = None,
+) -> Execution | None:
+    """Run an execution stored by ``execution_create`` (the worker's entry point). Returns None
+    when there is nothing to run (cancelled while queued, or already run)."""
+    prepared = await in_schema(schema_name, _claim, schema_name, execution_id)
+    if prepared is None:
+        return None
+    return await _run_prepared(
+        schema_name, prepared, listener=listener, live=True, provider_factory=provider_factory
+    )
+
+
+async def _run_prepared(
+    schema_name: str,
+    prepared: Prepared,
+    *,
+    listener: Callable[[dict[str, Any]], Awaitable[None]] | None,
+    live: bool,
+    provider_factory: Any,
+) -> Execution:
+    request = prepared.request
     log = EventLog(
         schema_name=schema_name, execution_id=prepared.execution_id, live=live, listener=listener
     )
     kwargs: dict[str, Any] = {}
     if provider_factory is not None:
         kwargs["provider_factory"] = provider_factory
-    try:
-        result = await run_agent(
-            agent=prepared.snapshot,
-            context=prepared.context,
-            input=ExecutionInput(message=request.message, parameters=request.parameters),
-            config=_call_config(request),
-            emit=log.emit,
-            tools=tool_runner_for(schema_name, request, prepared.execution_id),
-            prices=prepared.prices,
-            models=prepared.models,
-            **kwargs,
-        )
-    except asyncio.CancelledError:
-        cancelled = _cancelled_result(prepared)
-        await asyncio.shield(
-            in_schema(
-                schema_name, _finish, schema_name, prepared.execution, cancelled, log.take_rows()
-            )
-        )
-        raise
-    return await in_schema(
-        schema_name, _finish, schema_name, prepared.execution, result, log.take_rows()
-    )
-
-
-def _cancelled_result(prepared: Prepared) -> ExecutionResult:
-    from agents.providers.base import Usage
-
-    return ExecutionResult(
-        status="cancelled",
-        execution_id=prepared.execution_id,
-        output=None,
+    run = start_agent(
+        agent=prepared.snapshot,
         context=prepared.context,
-        mapped_input={},
-        usage=Usage(),
-        cost=Decimal("0"),
-        model_used=None,
-        requested_model=prepared.snapshot.model,
-        attempts=[],
-        error_code="cancelled",
-        error_message="the execution was cancelled",
+        input=ExecutionInput(message=request.message, parameters=request.parameters),
+        config=_call_config(request),
+        emit=log.emit,
+        tools=tool_runner_for(schema_name, request, prepared.execution_id),
+        prices=prepared.prices,
+        models=prepared.models,
+        **kwargs,
     )
+    with get_hub().running(schema_name, prepared.execution_id, run.cancel):
+        try:
+            result = await run.result()
+        except asyncio.CancelledError:
+            # Our caller went away: stop the run, wait for it to close upstream, store it.
+            run.cancel()
+            result = await asyncio.shield(_settle(run))
+            await asyncio.shield(_store(schema_name, prepared, result, log))
+            raise
+    return await _store(schema_name, prepared, result, log)
+
+
+async def _settle(run: AgentRun) -> ExecutionResult:
+    return await run.result()
+
+
+async def _store(
+    schema_name: str, prepared: Prepared, result: ExecutionResult, log: EventLog
+) -> Execution:
+    await log.drain()
+    return await in_schema(
+        schema_name, _finish, schema_name, prepared.execution, result, log.take_rows(final=True)
+    )
+
+
+def _cancel_one(schema_name: str, execution: Execution, actor: str) -> str:
+    """Cancel one execution: a queued one ends here; a running one is told to stop wherever it
+    runs (NOTIFY), and ends as cancelled there."""
+    now = timezone.now()
+    Execution.objects.filter(pk=execution.pk, cancel_requested_at__isnull=True).update(
+        cancel_requested_at=now
+    )
+    ended = Execution.objects.filter(
+        pk=execution.pk, status__in=[ExecutionStatus.PENDING, ExecutionStatus.QUEUED]
+    ).update(
+        status=ExecutionStatus.CANCELLED,
+        completed_at=now,
+        error_code="cancelled",
+        error_message=f"cancelled by {actor}",
+    )
+    if ended:
+        from agents.models import ExecutionEvent
+
+        last = (
+            ExecutionEvent.objects.filter(execution=execution)
+            .order_by("-seq")
+            .values_list("seq", flat=True)
+            .first()
+        )
+        ExecutionEvent.objects.create(
+            execution=execution, seq=(last or 0) + 1, type="cancelled", data={}
+        )
+        return ExecutionStatus.CANCELLED
+    if execution.status == ExecutionStatus.RUNNING:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_notify(%s, %s)", [CANCEL_CHANNEL, f"{schema_name}:{execution.pk}"]
+            )
+    return Execution.objects.values_list("status", flat=True).get(pk=execution.pk)
+
+
+def execution_cancel(*, schema_name: str, execution: Execution, actor: str) -> dict[str, Any]:
+    """Ask an execution and all its child executions to stop. Idempotent; returns a receipt.
+    Runs in the current schema (sync)."""
+    cancelled: list[str] = []
+    frontier = [execution]
+    while frontier:
+        current = frontier.pop()
+        if current.status not in TERMINAL_STATUSES:
+            _cancel_one(schema_name, current, actor)
+            cancelled.append(current.pk)
+        frontier.extend(
+            Execution.objects.filter(parent=current).exclude(status__in=TERMINAL_STATUSES)
+        )
+    audit_record(
+        schema_name=schema_name,
+        actor=actor,
+        action="execution.cancel",
+        target_type="execution",
+        target_id=execution.pk,
+        details={"requested": cancelled},
+    )
+    status = Execution.objects.values_list("status", flat=True).get(pk=execution.pk)
+    return {
+        "execution_id": execution.pk,
+        "status": status,
+        "cancel_requested": bool(cancelled),
+        "executions": cancelled,
+    }
 
 
 def execution_run_sync(*, schema_name: str, request: ExecutionRequest) -> Execution:

@@ -1,0 +1,164 @@
+"""One LISTEN connection per process, fanning notifications out to local waiters.
+
+Followers register an ``asyncio.Event`` per execution; a notification for that execution sets
+it. Runs executing in this process register their task, so a cancel notification (from any
+process) cancels it here. If the LISTEN connection drops, the hub reconnects with backoff;
+followers also wake on a timeout, so a lost notification delays them, never loses an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "execution_events"
+CANCEL_CHANNEL = "execution_cancel"
+
+Key = tuple[str, str]  # (schema_name, execution_id)
+
+
+def conninfo() -> dict[str, object]:
+    db = settings.DATABASES["default"]
+    info: dict[str, object] = {"dbname": db["NAME"], "user": db["USER"] or None, "autocommit": True}
+    if db.get("PASSWORD"):
+        info["password"] = db["PASSWORD"]
+    if db.get("HOST"):
+        info["host"] = db["HOST"]
+    if db.get("PORT"):
+        info["port"] = int(db["PORT"])
+    return info
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self._waiters: dict[Key, set[asyncio.Event]] = defaultdict(set)
+        self._runs: dict[Key, Callable[[], None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- lifecycle ----
+
+    def ensure_started(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self._connected = asyncio.Event()
+            self._task = loop.create_task(self._listen(), name="execution-event-hub")
+
+    async def wait_connected(self) -> None:
+        """Until the LISTEN connection is up (callers bound it with ``asyncio.timeout``)."""
+        self.ensure_started()
+        await self._connected.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        delay = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(**conninfo()) as conn:  # type: ignore[arg-type]
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    self._connected.set()
+                    delay = 0.1
+                    # Anything that happened while we were not listening: wake everyone.
+                    self._wake_all()
+                    async for notify in conn.notifies():
+                        self._dispatch(notify.channel, notify.payload)
+            except asyncio.CancelledError:
+                raise
+            except (
+                Exception
+            ) as exc:  # the database went away: keep trying, followers poll meanwhile
+                self._connected.clear()
+                logger.warning(
+                    "event hub lost its LISTEN connection (%s); retrying in %.1fs", exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        parts = payload.split(":")
+        if len(parts) < 2:
+            return
+        key = (parts[0], parts[1])
+        if channel == EVENTS_CHANNEL:
+            self.wake(*key)
+        elif channel == CANCEL_CHANNEL:
+            if self.cancel_local(*key):
+                logger.info("cancelled execution %s on request", key[1])
+
+    # ---- followers ----
+
+    @contextlib.contextmanager
+    def waiter(self, schema_name: str, execution_id: str) -> Iterator[asyncio.Event]:
+        self.ensure_started()
+        event = asyncio.Event()
+        key = (schema_name, execution_id)
+        self._waiters[key].add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[key].discard(event)
+            if not self._waiters[key]:
+                self._waiters.pop(key, None)
+
+    def wake(self, schema_name: str, execution_id: str) -> None:
+        for event in self._waiters.get((schema_name, execution_id), ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    # ---- runs in this process ----
+
+    @contextlib.contextmanager
+    def running(
+        self, schema_name: str, execution_id: str, cancel: Callable[[], None]
+    ) -> Iterator[None]:
+        """While the block runs, a cancel request for this execution calls ``cancel``."""
+        self.ensure_started()
+        key = (schema_name, execution_id)
+        self._runs[key] = cancel
+        try:
+            yield
+        finally:
+            if self._runs.get(key) is cancel:
+                self._runs.pop(key, None)
+
+    def cancel_local(self, schema_name: str, execution_id: str) -> bool:
+        cancel = self._runs.get((schema_name, execution_id))
+        if cancel is None:
+            return False
+        cancel()
+        return True
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EventHub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> EventHub:
+    """The hub of the running event loop (one per loop: daphne has one, tests may have many)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = EventHub()
+    return hub

@@ -1,0 +1,114 @@
+"""The stored event log, followed live: order, resume, and cancellation across tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from asgiref.sync import async_to_sync
+from django_tenants.utils import schema_context
+
+from agents.models import Execution
+from agents.services.executions import ExecutionRequest, execution_cancel, execution_run
+from agents.streaming.follow import follow_events, read_events
+from tests.agents.conftest import make_agent, make_credential
+
+
+@pytest.fixture
+def slow_agent(committed_personas, fake_llm, settings):
+    alpha = committed_personas["alpha"]
+    settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
+    key = f"sk-test-{uuid.uuid4().hex}"
+    with schema_context(alpha.schema):
+        credential = make_credential(kind="openai", base_url=f"{fake_llm.url}/v1", api_key=key)
+        agent = make_agent(credential, alpha.schema)
+    return alpha, agent, key
+
+
+def test_a_follower_sees_every_event_live_in_order_and_stops_at_the_end(slow_agent, fake_llm):
+    alpha, agent, key = slow_agent
+    fake_llm.script(key, {"reply": "one two three four five six", "chunks": 6, "chunk_delay": 0.05})
+
+    async def scenario() -> tuple[list, Execution]:
+        started: asyncio.Queue[str] = asyncio.Queue()
+
+        async def listener(event: dict) -> None:
+            if event["type"] == "execution.started":
+                await started.put(event["execution_id"])
+
+        run = asyncio.create_task(
+            execution_run(
+                schema_name=alpha.schema,
+                request=ExecutionRequest(agent_ref=agent.id, message="go"),
+                listener=listener,
+                live=True,
+            )
+        )
+        execution_id = await asyncio.wait_for(started.get(), 5)
+        seen = [event async for event in follow_events(alpha.schema, execution_id)]
+        return seen, await run
+
+    seen, execution = async_to_sync(scenario)()
+    assert [e.seq for e in seen] == list(range(1, len(seen) + 1))
+    assert seen[-1].type == "complete"
+    assert (
+        "".join(e.data["text"] for e in seen if e.type == "chunk") == "one two three four five six"
+    )
+    assert execution.status == "completed"
+
+
+def test_resume_after_a_cursor_gives_the_rest_without_duplicates(slow_agent, fake_llm):
+    alpha, agent, key = slow_agent
+    fake_llm.script(key, {"reply": "alpha beta gamma", "chunks": 3})
+
+    async def scenario() -> tuple[list, list]:
+        execution = await execution_run(
+            schema_name=alpha.schema,
+            request=ExecutionRequest(agent_ref=agent.id, message="go"),
+            live=True,
+        )
+        everything = await read_events(alpha.schema, execution.id)
+        resumed = [event async for event in follow_events(alpha.schema, execution.id, after=2)]
+        return everything, resumed
+
+    everything, resumed = async_to_sync(scenario)()
+    assert [e.seq for e in resumed] == [e.seq for e in everything if e.seq > 2]
+
+
+def test_cancel_request_stops_a_running_execution(slow_agent, fake_llm):
+    alpha, agent, key = slow_agent
+    fake_llm.script(key, {"reply": "w " * 40, "chunks": 40, "chunk_delay": 0.1})
+
+    async def scenario() -> Execution:
+        started: asyncio.Queue[str] = asyncio.Queue()
+
+        async def listener(event: dict) -> None:
+            if event["type"] == "chunk" and event["sequence"] == 1:
+                await started.put("go")
+
+        run = asyncio.create_task(
+            execution_run(
+                schema_name=alpha.schema,
+                request=ExecutionRequest(agent_ref=agent.id, message="go"),
+                listener=listener,
+                live=True,
+            )
+        )
+        await asyncio.wait_for(started.get(), 5)
+        from tenants.context import in_schema
+
+        running = await in_schema(alpha.schema, lambda: Execution.objects.get(agent=agent))
+        receipt = await in_schema(
+            alpha.schema,
+            execution_cancel,
+            schema_name=alpha.schema,
+            execution=running,
+            actor="tests",
+        )
+        assert receipt["cancel_requested"] is True
+        return await asyncio.wait_for(run, 5)  # returns normally: it was the run that was cancelled
+
+    execution = async_to_sync(scenario)()
+    assert execution.status == "cancelled"
+    assert fake_llm.wait_for(key, lambda request: request.get("client_closed") is True) < 2
