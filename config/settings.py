@@ -43,7 +43,12 @@ SHARED_APPS = [
     "django.contrib.admin",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
+    # The job queue's tables live in the public schema only: listed in TENANT_APPS too, each
+    # tenant would get its own queue that no worker reads.
+    "procrastinate.contrib.django",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -175,11 +180,33 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Circuit Breaker Agents API",
+    "DESCRIPTION": "Run LLM agents: blocking, streamed (SSE) or in the background; resume; cancel.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the installed sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# ---- background jobs (procrastinate, PostgreSQL-based) ----
+PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
+
 # ---- Channels ----
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+REDIS_URL = env_str("REDIS_URL", "")
+CHANNEL_LAYERS = {
+    "default": (
+        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        if REDIS_URL
+        else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    )
+}
 
 # ---- logging ----
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
