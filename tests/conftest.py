@@ -87,6 +87,18 @@ def make_persona(slug: str) -> Persona:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _collect_stray_connections(django_db_setup: None) -> Iterator[None]:
+    """Event hubs of ended event loops close their LISTEN connection within a moment; wait for
+    them before the test database is dropped (PostgreSQL refuses to drop a database in use)."""
+    yield
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "execution-event-hub":
+            thread.join(timeout=5)
+
+
 @pytest.fixture(scope="session")
 def personas(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> dict[str, Persona]:
     with django_db_blocker.unblock():  # type: ignore[attr-defined]

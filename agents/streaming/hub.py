@@ -1,4 +1,5 @@
-"""One LISTEN connection per process, fanning notifications out to local waiters.
+"""One LISTEN connection per event loop (in practice per process), fanning notifications out to
+local waiters.
 
 Followers register an ``asyncio.Event`` per execution; a notification for that execution sets
 it. Runs executing in this process register their task, so a cancel notification (from any
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -21,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "execution_events"
 CANCEL_CHANNEL = "execution_cancel"
+# How often the listener thread looks up from its connection to see if it should stop.
+LISTEN_POLL_SECONDS = 0.5
 
 Key = tuple[str, str]  # (schema_name, execution_id)
 
@@ -41,7 +45,8 @@ class EventHub:
     def __init__(self) -> None:
         self._waiters: dict[Key, set[asyncio.Event]] = defaultdict(set)
         self._runs: dict[Key, Callable[[], None]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self._connected = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -49,49 +54,67 @@ class EventHub:
 
     def ensure_started(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._loop is not loop:
+        if self._thread is None or not self._thread.is_alive() or self._loop is not loop:
             self._loop = loop
             self._connected = asyncio.Event()
-            self._task = loop.create_task(self._listen(), name="execution-event-hub")
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._listen,
+                args=(loop, self._stop),
+                name="execution-event-hub",
+                daemon=True,
+            )
+            self._thread.start()
 
     async def wait_connected(self) -> None:
         """Until the LISTEN connection is up (callers bound it with ``asyncio.timeout``)."""
         self.ensure_started()
         await self._connected.wait()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout)
+            self._thread = None
 
-    async def _listen(self) -> None:
+    def _listen(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+        """The LISTEN loop, on its own thread with a blocking connection: the connection's
+        whole life is inside this function, so it is closed however the event loop ends
+        (a loop torn down mid-connect would otherwise strand a half-open async connection)."""
         import psycopg
 
         delay = 0.1
-        while True:
+        while not stop.is_set() and not loop.is_closed():
             try:
-                async with await psycopg.AsyncConnection.connect(**conninfo()) as conn:  # type: ignore[arg-type]
-                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
-                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-                    self._connected.set()
+                with psycopg.connect(**conninfo()) as conn:  # type: ignore[arg-type]
+                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    loop.call_soon_threadsafe(self._on_connected)
                     delay = 0.1
-                    # Anything that happened while we were not listening: wake everyone.
-                    self._wake_all()
-                    async for notify in conn.notifies():
-                        self._dispatch(notify.channel, notify.payload)
-            except asyncio.CancelledError:
-                raise
+                    while not stop.is_set() and not loop.is_closed():
+                        for notify in conn.notifies(timeout=LISTEN_POLL_SECONDS):
+                            loop.call_soon_threadsafe(
+                                self._dispatch, notify.channel, notify.payload
+                            )
+            except RuntimeError:
+                return  # the event loop closed under us: nobody left to notify
             except (
                 Exception
             ) as exc:  # the database went away: keep trying, followers poll meanwhile
-                self._connected.clear()
+                if loop.is_closed():
+                    return
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._connected.clear)
                 logger.warning(
                     "event hub lost its LISTEN connection (%s); retrying in %.1fs", exc, delay
                 )
-                await asyncio.sleep(delay)
+                stop.wait(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _on_connected(self) -> None:
+        self._connected.set()
+        # Anything that happened while we were not listening: wake everyone to look again.
+        self._wake_all()
 
     def _dispatch(self, channel: str, payload: str) -> None:
         parts = payload.split(":")
