@@ -73,8 +73,10 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: ProviderCredential, form: Any, change: bool
     ) -> None:
         data = form.cleaned_data
+        # Save into ``obj`` itself (new or not): the admin then logs, links and redirects to
+        # ``obj.pk``, which must be the stored row.
         credential_save(
-            credential=obj if change else None,
+            credential=obj,
             name=data["name"],
             kind=data["kind"],
             base_url=data.get("base_url") or "",
@@ -102,8 +104,45 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         return Validated
 
 
+class ModelPriceForm(forms.ModelForm):
+    """Every execution of the tenant reads these rows: a bad one must be refused here, not break
+    the runs (``capabilities`` must be a list of tags; prices cannot be negative)."""
+
+    class Meta:
+        model = ModelPrice
+        fields = [
+            "credential",
+            "model",
+            "input_per_million",
+            "output_per_million",
+            "capabilities",
+            "enabled",
+        ]
+
+    def clean_capabilities(self) -> list[str]:
+        value = self.cleaned_data.get("capabilities")
+        if value is None:  # an emptied field means no tags
+            return []
+        if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+            raise ValidationError('Must be a list of tags, e.g. ["fast", "coding"].')
+        return value
+
+    def _price(self, field: str) -> Any:
+        value = self.cleaned_data.get(field)
+        if value is not None and value < 0:
+            raise ValidationError("Must not be negative.")
+        return value
+
+    def clean_input_per_million(self) -> Any:
+        return self._price("input_per_million")
+
+    def clean_output_per_million(self) -> Any:
+        return self._price("output_per_million")
+
+
 @admin.register(ModelPrice, site=tenant_admin_site)
 class ModelPriceAdmin(admin.ModelAdmin):
+    form = ModelPriceForm
     list_display = (
         "model",
         "credential",
@@ -114,6 +153,9 @@ class ModelPriceAdmin(admin.ModelAdmin):
     )
     list_filter = ("enabled", "credential")
     list_editable = ("input_per_million", "output_per_million", "enabled")
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
+        return super().get_changelist_form(request, form=ModelPriceForm, **kwargs)
 
 
 # ---- agents ----

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from django.views.decorators.http import require_POST
 from agents.services.executions import ExecutionRequest, execution_run
 from config.errors import DomainError
 from config.middleware import request_id_for
+
+logger = logging.getLogger(__name__)
 
 _DONE = object()
 
@@ -88,6 +91,12 @@ async def _events(schema_name: str, run_request: ExecutionRequest) -> AsyncItera
             )
         except DomainError as exc:
             await queue.put({"type": "error", "code": exc.code, "message": exc.message})
+        except Exception:
+            # Without this the stream just ends, and the operator sees an empty answer.
+            logger.exception("admin test run failed")
+            await queue.put(
+                {"type": "error", "code": "server_error", "message": "The run failed unexpectedly."}
+            )
         finally:
             await queue.put(_DONE)
 
