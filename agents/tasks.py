@@ -1,32 +1,269 @@
 """Background work on the job queue (procrastinate: PostgreSQL-based, durable, no extra
 infrastructure). Every task takes the tenant schema as an argument and names it for every
-query; a job without a tenant is refused."""
+query; a job without a live tenant is refused.
+
+Run a worker with ``python manage.py worker``. Scheduling rules (fairness, caps, recovery) live
+in :mod:`agents.services.scheduling`; this module wires them to the queue.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 import logging
+import random
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from procrastinate import RetryDecision
 from procrastinate.contrib.django import app
+from procrastinate.jobs import Job, Status
+from procrastinate.retry import BaseRetryStrategy
 
-from agents.services.executions import execution_run_stored
-from tenants.context import require_tenant_schema
+from agents.engine import ExecutionInput, start_agent
+from agents.models import Execution
+from agents.services import scheduling
+from agents.services.event_log import EventLog
+from agents.services.executions import (
+    Prepared,
+    _call_config,
+    _run_prepared,
+    _settle,
+    _store,
+    tool_runner_for,
+)
+from agents.services.scheduling import EXECUTIONS_QUEUE, Claim
+from agents.streaming.hub import get_hub
+from tenants.context import in_schema, require_tenant_schema
 
 logger = logging.getLogger(__name__)
 
-EXECUTIONS_QUEUE = "executions"
+MAINTENANCE_QUEUE = "maintenance"
+# The orphan sweep reads every tenant's executions table: less often than the stalled-job one.
+ORPHAN_SWEEP_EVERY_SECONDS = 30
 
 
-@app.task(name="agents.run_execution", queue=EXECUTIONS_QUEUE)
-async def run_execution(schema_name: str, execution_id: str) -> None:
-    """Run a stored (queued) execution to its terminal state."""
-    require_tenant_schema(schema_name)
-    execution = await execution_run_stored(schema_name=schema_name, execution_id=execution_id)
-    if execution is None:
+class TenantAtCapacity(Exception):
+    """The job's tenant already runs its maximum of executions: try again shortly."""
+
+
+class CapRetry(BaseRetryStrategy):
+    """Retry capped jobs only, after a jittered pause; the job keeps its id and priority, so
+    it keeps its place in the queue. Any other error fails the job (runs store their own
+    errors; a crash mid-run is the sweeper's business)."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if not isinstance(exception, TenantAtCapacity):
+            return None
+        delay = settings.TENANT_CAP_RETRY_SECONDS * random.uniform(0.8, 1.2)
+        return RetryDecision(retry_in={"seconds": delay})
+
+
+@app.task(name=scheduling.RUN_TASK, queue=EXECUTIONS_QUEUE, retry=CapRetry())
+async def run_execution(schema_name: str, execution_id: str) -> str:
+    """Run a stored (queued) execution to its terminal state. Returns what happened."""
+    await sync_to_async(scheduling.require_live_tenant)(schema_name)
+    claim: Claim = await in_schema(
+        schema_name,
+        scheduling.claim_within_cap,
+        schema_name,
+        execution_id,
+        settings.TENANT_MAX_CONCURRENT_EXECUTIONS,
+    )
+    if claim.outcome == "at_capacity":
+        raise TenantAtCapacity(schema_name)
+    if claim.prepared is None:
         logger.info("execution %s had nothing to run (cancelled or already run)", execution_id)
+        return "nothing to run"
+    watcher = asyncio.create_task(_watch_cancel(schema_name, execution_id))
+    try:
+        execution = await _run_claimed(schema_name, claim.prepared, claim.next_seq)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    return execution.status
+
+
+async def _run_claimed(schema_name: str, prepared: Prepared, next_seq: int) -> Execution:
+    if next_seq == 1:
+        return await _run_prepared(
+            schema_name, prepared, listener=None, live=True, provider_factory=None
+        )
+    # A restart after a lost worker: the stored log keeps its events (and the restart note),
+    # so this run numbers its events after them. Same steps as ``_run_prepared`` otherwise.
+    request = prepared.request
+    log = EventLog(
+        schema_name=schema_name, execution_id=prepared.execution_id, live=True, next_seq=next_seq
+    )
+    run = start_agent(
+        agent=prepared.snapshot,
+        context=prepared.context,
+        input=ExecutionInput(message=request.message, parameters=request.parameters),
+        config=_call_config(request),
+        emit=log.emit,
+        tools=tool_runner_for(schema_name, request, prepared.execution_id),
+        prices=prepared.prices,
+        models=prepared.models,
+    )
+    with get_hub().running(schema_name, prepared.execution_id, run.cancel):
+        try:
+            result = await run.result()
+        except asyncio.CancelledError:
+            run.cancel()
+            result = await asyncio.shield(_settle(run))
+            await asyncio.shield(_store(schema_name, prepared, result, log))
+            raise
+    return await _store(schema_name, prepared, result, log)
+
+
+def _cancel_requested(execution_id: str) -> bool:
+    return Execution.objects.filter(pk=execution_id, cancel_requested_at__isnull=False).exists()
+
+
+async def _watch_cancel(schema_name: str, execution_id: str) -> None:
+    """Backstop for the cancel NOTIFY: one sent before the run registered with the hub, or
+    while the hub was reconnecting, would be lost. Looks at the row now and then instead."""
+    while True:
+        await asyncio.sleep(settings.WORKER_CANCEL_CHECK_SECONDS)
+        if await in_schema(schema_name, _cancel_requested, execution_id):
+            # Once: a second cancel() could interrupt the run while it winds down.
+            get_hub().cancel_local(schema_name, execution_id)
+            return
+
+
+# ---- enqueueing (sync, for services and views) ----
 
 
 def execution_enqueue(*, schema_name: str, execution_id: str) -> int:
-    """Queue a stored execution (sync; joins the caller's transaction, so a rolled-back
-    request leaves no job). Returns the job id."""
+    """Queue a stored execution; returns the job id. Sync: joins the caller's transaction,
+    so a rolled-back request leaves no job. Refuses a missing or unknown tenant schema.
+
+    The job's priority puts this tenant behind tenants with less work waiting (see
+    :mod:`agents.services.scheduling`).
+    """
+    scheduling.require_live_tenant(schema_name)
+    priority = scheduling.enqueue_priority(schema_name, execution_id)
+    return run_execution.configure(priority=priority).defer(
+        schema_name=schema_name, execution_id=execution_id
+    )
+
+
+def execution_dequeue(*, schema_name: str, execution_id: str) -> int:
+    """Withdraw a cancelled execution's jobs: waiting ones are cancelled, a running one is
+    asked to abort (the run then ends ``cancelled``). Call after ``execution_cancel``; without
+    it the job still does nothing when it starts. Returns how many jobs were reached."""
     require_tenant_schema(schema_name)
-    return run_execution.defer(schema_name=schema_name, execution_id=execution_id)
+    reached = 0
+    for job_id in scheduling.execution_job_ids(schema_name, execution_id):
+        if app.job_manager.cancel_job_by_id(job_id, abort=True):
+            reached += 1
+    return reached
+
+
+async def _enqueue_async(schema_name: str, execution_id: str) -> int:
+    # From the worker: its connector is async-only (the sync ``defer`` is for web processes).
+    priority = await sync_to_async(scheduling.enqueue_priority)(schema_name, execution_id)
+    return await run_execution.configure(priority=priority).defer_async(
+        schema_name=schema_name, execution_id=execution_id
+    )
+
+
+# ---- the sweeper ----
+
+
+async def _retry_job(job_id: int) -> None:
+    await app.job_manager.retry_job_by_id_async(job_id=job_id, retry_at=dt.datetime.now(dt.UTC))
+
+
+async def recover_stalled_jobs() -> dict[str, int]:
+    """Jobs left ``doing`` by a worker without a heartbeat for WORKER_STALLED_AFTER_SECONDS
+    (killed, frozen, cut off): restart, requeue or fail their executions, then retry or close
+    the jobs. Returns counts per outcome."""
+    counts: dict[str, int] = {}
+    stalled = await app.job_manager.get_stalled_jobs(
+        queue=EXECUTIONS_QUEUE,
+        task_name=scheduling.RUN_TASK,
+        seconds_since_heartbeat=settings.WORKER_STALLED_AFTER_SECONDS,
+    )
+    for job in stalled:
+        assert job.id is not None
+        schema_name = str(job.task_kwargs.get("schema_name") or "")
+        execution_id = str(job.task_kwargs.get("execution_id") or "")
+        if not await sync_to_async(scheduling.tenant_schema_exists)(schema_name):
+            outcome = "no_tenant"
+        else:
+            outcome = await in_schema(
+                schema_name,
+                scheduling.recover_lost_run,
+                execution_id,
+                settings.WORKER_LOST_MAX_RESTARTS,
+            )
+        if outcome in ("restart", "requeue"):
+            await _retry_job(job.id)
+        else:
+            # "done": the run had ended before its worker died; otherwise this job is over.
+            status = Status.SUCCEEDED if outcome == "done" else Status.FAILED
+            await app.job_manager.finish_job_by_id_async(
+                job_id=job.id, status=status, delete_job=False
+            )
+        logger.warning("stalled job %s (execution %s): %s", job.id, execution_id, outcome)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+async def recover_orphaned_executions() -> dict[str, int]:
+    """Executions whose job is gone although they are not finished: ``running`` with only
+    finished jobs (the task died mid-run, e.g. the database went away), ``queued`` with no
+    waiting job (the job was lost or never written), or a foreground run that has outlived
+    any allowed timeout. Returns counts per outcome."""
+    counts: dict[str, int] = {}
+    suspects = await sync_to_async(scheduling.suspect_executions)(
+        settings.WORKER_STALLED_AFTER_SECONDS
+    )
+    active = await sync_to_async(scheduling.jobs_by_execution)(suspects, active_only=True)
+    orphans = [s for s in suspects if (s.schema_name, s.execution_id) not in active]
+    history = await sync_to_async(scheduling.jobs_by_execution)(orphans, active_only=False)
+    for suspect in orphans:
+        schema_name, execution_id = suspect.schema_name, suspect.execution_id
+        if (schema_name, execution_id) in history or suspect.status == "queued":
+            outcome = await in_schema(
+                schema_name,
+                scheduling.recover_lost_run,
+                execution_id,
+                settings.WORKER_LOST_MAX_RESTARTS,
+            )
+            if outcome in ("restart", "requeue"):
+                await _enqueue_async(schema_name, execution_id)
+        elif scheduling.foreground_run_is_dead(suspect):
+            outcome = await in_schema(schema_name, scheduling.fail_lost_run, execution_id)
+        else:
+            continue
+        logger.warning("orphaned execution %s/%s: %s", schema_name, execution_id, outcome)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+@app.periodic(cron=f"* * * * * */{settings.WORKER_SWEEP_SECONDS}", periodic_id="sweep")
+@app.task(name="agents.sweep_executions", queue=MAINTENANCE_QUEUE, queueing_lock="sweep")
+async def sweep_executions(timestamp: int) -> dict[str, int]:
+    """Periodic (every WORKER_SWEEP_SECONDS, on one worker at a time): recover lost runs."""
+    counts = await recover_stalled_jobs()
+    if timestamp % ORPHAN_SWEEP_EVERY_SECONDS < settings.WORKER_SWEEP_SECONDS:
+        for outcome, n in (await recover_orphaned_executions()).items():
+            counts[outcome] = counts.get(outcome, 0) + n
+    return counts
+
+
+@app.periodic(cron="17 * * * *", periodic_id="cleanup")
+@app.task(name="agents.delete_old_jobs", queue=MAINTENANCE_QUEUE, queueing_lock="cleanup")
+async def delete_old_jobs(timestamp: int) -> None:
+    """Hourly: finished jobs past WORKER_JOB_RETENTION_HOURS go (the events table grows ~3
+    rows per job)."""
+    await app.job_manager.delete_old_jobs(
+        nb_hours=settings.WORKER_JOB_RETENTION_HOURS,
+        include_failed=True,
+        include_cancelled=True,
+        include_aborted=True,
+    )

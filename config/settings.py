@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.database import resolve_database
-from config.env import env_bool, env_int, env_list, env_secret, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
@@ -197,6 +197,46 @@ SPECTACULAR_SETTINGS = {
 
 # ---- background jobs (procrastinate, PostgreSQL-based) ----
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "tasks"
+
+# ==== worker: background executions (`manage.py worker`; see platform/README.md) ====
+# Jobs one worker process runs at once (async runs: waiting on LLMs, not on CPU).
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 10, minimum=1)
+# Fallback poll for jobs that become due without a NOTIFY (retries, capped jobs); LISTEN/NOTIFY
+# starts new jobs in milliseconds regardless.
+WORKER_POLLING_INTERVAL_SECONDS = env_float("WORKER_POLLING_INTERVAL_SECONDS", 0.5, minimum=0.05)
+# A worker writes a heartbeat this often; one silent for WORKER_STALLED_AFTER_SECONDS is taken
+# for dead and its runs are restarted once, then failed ("worker_lost"). Worst case from a
+# SIGKILL to the restart: STALLED_AFTER + SWEEP + POLLING (~26 s with the defaults), counted from
+# when any worker is alive.
+WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+WORKER_STALLED_AFTER_SECONDS = env_float("WORKER_STALLED_AFTER_SECONDS", 20.0, minimum=0.5)
+if WORKER_STALLED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    # Closer than that, one slow heartbeat would restart a run that is still alive.
+    raise ImproperlyConfigured(
+        "WORKER_STALLED_AFTER_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS"
+    )
+# The sweeper (a periodic job) runs every this many seconds (a divisor of 60).
+WORKER_SWEEP_SECONDS = env_int("WORKER_SWEEP_SECONDS", 5, minimum=1)
+if 60 % WORKER_SWEEP_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("WORKER_SWEEP_SECONDS must divide 60 (it is a cron seconds step)")
+# How many times a run whose worker died is started again before it fails "worker_lost".
+WORKER_LOST_MAX_RESTARTS = env_int("WORKER_LOST_MAX_RESTARTS", 1, minimum=0)
+# On SIGTERM, wait this long for in-flight runs (0: until they end; each is bounded by its own
+# timeout). Past it the worker exits and its runs are restarted by another worker at once.
+WORKER_SHUTDOWN_TIMEOUT_SECONDS = env_float("WORKER_SHUTDOWN_TIMEOUT_SECONDS", 0.0, minimum=0)
+# Besides the cancel NOTIFY, a run checks for a cancel request this often (lost notifications).
+WORKER_CANCEL_CHECK_SECONDS = env_float("WORKER_CANCEL_CHECK_SECONDS", 2.0, minimum=0.1)
+# Finished jobs are kept this long (history for the sweeper and the admin), then deleted.
+WORKER_JOB_RETENTION_HOURS = env_int("WORKER_JOB_RETENTION_HOURS", 72, minimum=1)
+# Executions of one tenant running at once (all interfaces); 0: no cap. Background jobs over
+# the cap wait TENANT_CAP_RETRY_SECONDS and try again, keeping their place.
+TENANT_MAX_CONCURRENT_EXECUTIONS = env_int("TENANT_MAX_CONCURRENT_EXECUTIONS", 5, minimum=0)
+TENANT_CAP_RETRY_SECONDS = env_float("TENANT_CAP_RETRY_SECONDS", 1.0, minimum=0.1)
+# ==== end worker ====
 
 # ---- Channels ----
 REDIS_URL = env_str("REDIS_URL", "")
