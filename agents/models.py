@@ -10,6 +10,7 @@ import uuid
 from decimal import Decimal
 
 from django.contrib.postgres.indexes import GinIndex
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
@@ -251,3 +252,47 @@ class ExecutionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution_id}#{self.seq} {self.type}"
+
+
+class IdempotencyState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    COMPLETED = "completed", "Completed"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a request made with an ``Idempotency-Key`` (tenant schema).
+
+    Keys are scoped to the principal that sent them (the schema already scopes them to the
+    tenant): two API keys of one tenant never see each other's responses. The unique
+    (scope, key) row is inserted *before* the work starts, so concurrent repeats find it and
+    never start a second execution.
+    """
+
+    scope = models.CharField(max_length=200)
+    key = models.CharField(max_length=255)
+    # sha256 of method, path, canonical JSON body and scope: the same key with another body is
+    # refused instead of answered with the first body's result.
+    fingerprint = models.CharField(max_length=64)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    state = models.CharField(
+        max_length=16, choices=IdempotencyState.choices, default=IdempotencyState.PENDING
+    )
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    response_headers = models.JSONField(default=dict, blank=True)
+    execution_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # A pending record whose owner vanished (process killed) may be taken over after this.
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_unique_key")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

@@ -21,17 +21,11 @@ from procrastinate.contrib.django import app
 from procrastinate.jobs import Job, Status
 from procrastinate.retry import BaseRetryStrategy
 
-from agents.engine import ExecutionInput, start_agent
 from agents.models import Execution
 from agents.services import scheduling
-from agents.services.event_log import EventLog
 from agents.services.executions import (
     Prepared,
-    _call_config,
     _run_prepared,
-    _settle,
-    _store,
-    tool_runner_for,
 )
 from agents.services.scheduling import EXECUTIONS_QUEUE, Claim
 from agents.streaming.hub import get_hub
@@ -87,35 +81,11 @@ async def run_execution(schema_name: str, execution_id: str) -> str:
 
 
 async def _run_claimed(schema_name: str, prepared: Prepared, next_seq: int) -> Execution:
-    if next_seq == 1:
-        return await _run_prepared(
-            schema_name, prepared, listener=None, live=True, provider_factory=None
-        )
-    # A restart after a lost worker: the stored log keeps its events (and the restart note),
-    # so this run numbers its events after them. Same steps as ``_run_prepared`` otherwise.
-    request = prepared.request
-    log = EventLog(
-        schema_name=schema_name, execution_id=prepared.execution_id, live=True, next_seq=next_seq
+    # A restart after a lost worker keeps the stored log (and the restart note): the run
+    # numbers its events after them.
+    return await _run_prepared(
+        schema_name, prepared, listener=None, live=True, provider_factory=None, next_seq=next_seq
     )
-    run = start_agent(
-        agent=prepared.snapshot,
-        context=prepared.context,
-        input=ExecutionInput(message=request.message, parameters=request.parameters),
-        config=_call_config(request),
-        emit=log.emit,
-        tools=tool_runner_for(schema_name, request, prepared.execution_id),
-        prices=prepared.prices,
-        models=prepared.models,
-    )
-    with get_hub().running(schema_name, prepared.execution_id, run.cancel):
-        try:
-            result = await run.result()
-        except asyncio.CancelledError:
-            run.cancel()
-            result = await asyncio.shield(_settle(run))
-            await asyncio.shield(_store(schema_name, prepared, result, log))
-            raise
-    return await _store(schema_name, prepared, result, log)
 
 
 def _cancel_requested(execution_id: str) -> bool:

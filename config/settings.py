@@ -173,6 +173,14 @@ AGENT_MAX_TOKENS_LIMIT = env_int("AGENT_MAX_TOKENS_LIMIT", 32_000, minimum=1)
 AGENT_MAX_TIMEOUT_SECONDS = env_int("AGENT_MAX_TIMEOUT_SECONDS", 900, minimum=1)
 AGENT_MAX_TOOL_STEPS = env_int("AGENT_MAX_TOOL_STEPS", 25, minimum=1)
 
+# ---- streaming and idempotency ----
+# A comment line is sent on an idle SSE stream this often, so proxies keep it open.
+SSE_HEARTBEAT_SECONDS = env_float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
+# A repeat of an Idempotency-Key request still in progress waits this long, then gets 409.
+IDEMPOTENCY_WAIT_SECONDS = env_float("IDEMPOTENCY_WAIT_SECONDS", 10.0, minimum=0)
+# How long a key's first response is kept and replayed.
+IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
+
 # ---- REST framework ----
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.PrincipalAuthentication"],

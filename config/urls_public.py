@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
+from agents.api.schema import ApiDocsView, ApiSchemaView, sidecar_static
 from config.admin_sites import public_admin_site
 from config.health import healthz, readyz
 
@@ -16,4 +17,8 @@ urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
     path("admin/", public_admin_site.urls),
+    # The API's documentation: no credential needed, no tenant data involved.
+    path("api/schema/", ApiSchemaView.as_view(), name="api-schema"),
+    path("api/docs/", ApiDocsView.as_view(), name="api-docs"),
+    re_path(r"^static/(?P<path>drf_spectacular_sidecar/.+)$", sidecar_static),
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from agents.api.schema import ApiDocsView, ApiSchemaView, sidecar_static
+from agents.console import console
 from config.admin_sites import tenant_admin_site
 from config.health import healthz, readyz
 
@@ -16,5 +18,10 @@ urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
     path("admin/", tenant_admin_site.urls),
+    path("console/", console, name="console"),
+    path("api/schema/", ApiSchemaView.as_view(), name="api-schema"),
+    path("api/docs/", ApiDocsView.as_view(), name="api-docs"),
+    re_path(r"^static/(?P<path>drf_spectacular_sidecar/.+)$", sidecar_static),
     path("", include("tenants.urls")),
+    path("", include("agents.urls")),
 ]

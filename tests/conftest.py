@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -209,6 +210,7 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.test_settings",
+            "PROVIDER_ALLOWED_PRIVATE": "127.0.0.1",  # the fake LLM server listens there
             "DATABASE_URL": (
                 f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or ''}:{db['PORT'] or ''}/{db['NAME']}"
                 if db["HOST"] and not db["HOST"].startswith("/")
@@ -216,6 +218,9 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
             ),
         }
     )
+    # The server's log goes to a file: a pipe nobody reads fills up (64 KiB) and then blocks
+    # the server on its next log line.
+    log = tempfile.NamedTemporaryFile(prefix="live-server-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -230,7 +235,7 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -243,7 +248,7 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(
-                f"daphne did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+                f"daphne did not start: {Path(log.name).read_text(errors='replace')[-2000:]}"
             )
         time.sleep(0.2)
     yield LiveServer(url, port)
@@ -252,6 +257,11 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
+    if os.environ.get("KEEP_LIVE_LOG"):
+        print(f"live server log: {log.name}")
+    else:
+        os.unlink(log.name)
 
 
 # ---- the fake LLM server (one per session; each test scripts it under its own API key) ----

@@ -359,10 +359,17 @@ async def _run_prepared(
     listener: Callable[[dict[str, Any]], Awaitable[None]] | None,
     live: bool,
     provider_factory: Any,
+    next_seq: int = 1,
 ) -> Execution:
+    """Run a claimed execution. ``next_seq`` > 1 continues a stored event log (a run restarted
+    after its worker was lost keeps the events it already had)."""
     request = prepared.request
     log = EventLog(
-        schema_name=schema_name, execution_id=prepared.execution_id, live=live, listener=listener
+        schema_name=schema_name,
+        execution_id=prepared.execution_id,
+        live=live,
+        listener=listener,
+        next_seq=next_seq,
     )
     kwargs: dict[str, Any] = {}
     if provider_factory is not None:
@@ -420,6 +427,10 @@ def _cancel_one(schema_name: str, execution: Execution, actor: str) -> str:
     )
     if ended:
         from agents.models import ExecutionEvent
+        from agents.tasks import execution_dequeue  # tasks imports this module
+
+        # Withdraw its waiting job too, so no worker slot is spent on it.
+        execution_dequeue(schema_name=schema_name, execution_id=execution.pk)
 
         last = (
             ExecutionEvent.objects.filter(execution=execution)

@@ -1,0 +1,1 @@
+"""REST and SSE endpoints for agents and executions (tenant URLconf)."""

@@ -1,0 +1,54 @@
+"""Agent and execution endpoints (tenant URLconf): exact paths, no trailing slash."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from agents.api import agents, executions, streaming
+
+urlpatterns = [
+    path("agents", agents.AgentCollectionApi.as_view(), name="agents"),
+    path("agents/<str:agent_id>", agents.AgentDetailApi.as_view(), name="agent-detail"),
+    path(
+        "agents/<str:agent_id>/versions",
+        agents.AgentVersionListApi.as_view(),
+        name="agent-versions",
+    ),
+    path("agents/<str:agent_id>/stats", agents.AgentStatsApi.as_view(), name="agent-stats"),
+    path(
+        "agents/<str:agent_id>/execute",
+        executions.AgentExecuteApi.as_view(),
+        name="agent-execute",
+    ),
+    path(
+        "agents/<str:agent_id>/execute/stream",
+        streaming.agent_execute_stream,
+        name="agent-execute-stream",
+    ),
+    path(
+        "agents/<str:agent_id>/executions",
+        executions.AgentExecutionListApi.as_view(),
+        name="agent-executions",
+    ),
+    path(
+        "agents/<str:agent_id>/executions/<str:execution_id>",
+        executions.AgentExecutionDetailApi.as_view(),
+        name="agent-execution-detail",
+    ),
+    path(
+        "agents/<str:agent_id>/executions/<str:execution_id>/stream",
+        streaming.execution_stream_attach,
+        name="agent-execution-stream",
+    ),
+    path("executions", executions.ExecutionListApi.as_view(), name="executions"),
+    path(
+        "executions/<str:execution_id>",
+        executions.ExecutionDetailApi.as_view(),
+        name="execution-detail",
+    ),
+    path(
+        "executions/<str:execution_id>/cancel",
+        executions.ExecutionCancelApi.as_view(),
+        name="execution-cancel",
+    ),
+]
