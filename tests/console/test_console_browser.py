@@ -1,0 +1,86 @@
+"""The operator console in a real browser: headless Chromium (Debian's package) driven by
+Playwright against the live ASGI server. Sign in, pick an agent, run it, watch the answer
+stream in over the WebSocket, browse past executions."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django_tenants.utils import schema_context
+
+from tests.agents.conftest import make_agent, make_credential
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no system Chromium: `make test` installs Debian's chromium package when run as root",
+)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def operator(committed_personas, fake_llm):
+    alpha = committed_personas["alpha"]
+    username, password = f"op-{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4().hex}"
+    key = f"sk-test-{uuid.uuid4().hex}"
+    with schema_context(alpha.schema):
+        user = get_user_model().objects.create_superuser(
+            username=username, password=password, email=""
+        )
+        credential = make_credential(kind="openai", base_url=f"{fake_llm.url}/v1", api_key=key)
+        agent = make_agent(
+            credential, alpha.schema, slug=f"console-{uuid.uuid4().hex[:6]}", name="Console agent"
+        )
+    yield alpha, username, password, agent, key
+    with schema_context(alpha.schema):
+        user.delete()
+
+
+def test_operator_runs_an_agent_and_watches_it_stream(live_server_url, operator, fake_llm):
+    from playwright.sync_api import expect, sync_playwright
+
+    alpha, username, password, agent, key = operator
+    fake_llm.script(
+        key, {"reply": "Streaming straight into the console.", "chunks": 6, "chunk_delay": 0.05}
+    )
+    base = f"http://{alpha.host}:{live_server_url.port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/console/")
+            # Not signed in: the admin login, then back to the console.
+            page.fill("#id_username", username)
+            page.fill("#id_password", password)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{base}/console/")
+            expect(page.get_by_test_id("agent-select")).to_contain_text("Console agent")
+            page.get_by_test_id("agent-select").select_option(agent.id)
+            page.get_by_test_id("message").fill("Hello console")
+            page.get_by_test_id("run").click()
+            expect(page.get_by_test_id("answer")).to_have_text(
+                "Streaming straight into the console.", timeout=10_000
+            )
+            expect(page.get_by_test_id("status")).to_have_text("completed")
+            # The run is listed among past executions, and its details open.
+            rows = page.locator("tr.row")
+            expect(rows.first).to_contain_text("completed")
+            rows.first.click()
+            expect(page.get_by_test_id("detail")).to_contain_text(
+                "Streaming straight into the console."
+            )
+        finally:
+            browser.close()
+    sent = fake_llm.requests(key)[-1]["json"]
+    assert sent["messages"][-1]["content"] == "Hello console"
