@@ -30,7 +30,8 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def operator(committed_personas, fake_llm):
+def operator(committed_personas, fake_llm, settings):
+    settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]  # the fake LLM listens on loopback
     alpha = committed_personas["alpha"]
     username, password = f"op-{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4().hex}"
     key = f"sk-test-{uuid.uuid4().hex}"

@@ -1,0 +1,421 @@
+"""The agents WebSocket's wire format: client requests, server messages, and the mapping of
+stored execution events to messages.
+
+Names follow the original system (``auth``, ``execute``, ``subscribe``, ``chunk``,
+``complete``, …). Every message that carries an execution event has ``execution_id`` and
+``seq`` (the stored event's sequence number), so a client resumes with
+``subscribe{execution_id, after: <last seq>}``. An ``error`` *with* ``seq`` is an execution's
+terminal event; an ``error`` without ``seq`` answers a request.
+
+Client → server: ``auth{token}``, ``execute{agent_id, context?, input?{message, parameters} or
+message/parameters, input_mapping?, output_mapping?, timeout_seconds?, request_id?}``,
+``subscribe{execution_id, after?}``, ``unsubscribe{execution_id}``, ``cancel{execution_id}``,
+``ping``. Server → client, besides the events: ``auth_success{tenant_id, role}``,
+``auth_failure{error}`` (then close 4401), ``subscribed{execution_id, after}`` (before the
+replay), ``unsubscribed{execution_id}`` (nothing more for it follows), ``cancel_requested
+{execution_id, status}`` (the ``cancelled`` event follows when the run has stopped), ``pong``,
+``error{code, error, execution_id?, request_id?}``. ``execution_started`` of an ``execute``
+echoes its ``request_id``. Close codes: 4401 unauthenticated, 4008 slow consumer, 1011 server
+error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, NotRequired, TypedDict
+
+from agents.engine.events import now_iso
+from agents.streaming.follow import StoredEvent
+
+MAX_ID_CHARS = 200
+MAX_REQUEST_ID_CHARS = 128
+
+# ---- client → server ----
+
+
+class AuthRequest(TypedDict):
+    type: Literal["auth"]
+    token: str
+
+
+class ExecuteInput(TypedDict, total=False):
+    message: str
+    parameters: dict[str, Any]
+
+
+class ExecuteRequest(TypedDict):
+    type: Literal["execute"]
+    agent_id: str
+    context: NotRequired[dict[str, Any]]
+    input: NotRequired[ExecuteInput]
+    message: NotRequired[str]
+    parameters: NotRequired[dict[str, Any]]
+    input_mapping: NotRequired[dict[str, str]]
+    output_mapping: NotRequired[dict[str, str]]
+    timeout_seconds: NotRequired[float]
+    request_id: NotRequired[str]
+
+
+class SubscribeRequest(TypedDict):
+    type: Literal["subscribe"]
+    execution_id: str
+    after: NotRequired[int]
+
+
+class UnsubscribeRequest(TypedDict):
+    type: Literal["unsubscribe"]
+    execution_id: str
+
+
+class CancelRequest(TypedDict):
+    type: Literal["cancel"]
+    execution_id: str
+
+
+class PingRequest(TypedDict):
+    type: Literal["ping"]
+
+
+ClientType = Literal["auth", "execute", "subscribe", "unsubscribe", "cancel", "ping"]
+CLIENT_TYPES: frozenset[str] = frozenset(
+    {"auth", "execute", "subscribe", "unsubscribe", "cancel", "ping"}
+)
+
+# ---- server → client (replies; not events) ----
+
+
+class AuthSuccessMessage(TypedDict):
+    type: Literal["auth_success"]
+    tenant_id: str
+    role: str
+
+
+class AuthFailureMessage(TypedDict):
+    type: Literal["auth_failure"]
+    error: str
+
+
+class ErrorMessage(TypedDict):
+    type: Literal["error"]
+    error: str
+    code: str
+    timestamp: str
+    execution_id: NotRequired[str]
+    request_id: NotRequired[str]
+
+
+class SubscribedMessage(TypedDict):
+    type: Literal["subscribed", "unsubscribed"]
+    execution_id: str
+    after: NotRequired[int]
+
+
+class CancelRequestedMessage(TypedDict):
+    type: Literal["cancel_requested"]
+    execution_id: str
+    status: str
+
+
+class PongMessage(TypedDict):
+    type: Literal["pong"]
+    timestamp: str
+
+
+# ---- server → client (execution events: all carry execution_id, seq and timestamp) ----
+
+
+class EventMessage(TypedDict):
+    type: Literal[
+        "execution_started",
+        "thinking",
+        "chunk",
+        "tool_call",
+        "tool_result",
+        "usage",
+        "complete",
+        "error",
+        "cancelled",
+    ]
+    execution_id: str
+    seq: int
+    timestamp: str
+    # per type: execution_started{agent_id, model, request_id?}, thinking{message},
+    # chunk{chunk, sequence, sequence_end}, tool_call{tool_name, tool_input, call_id},
+    # tool_result{tool_name, tool_result, call_id, is_error}, usage{input_tokens,
+    # output_tokens, estimated}, complete{response, usage, cost, model}, error{error, code}
+    agent_id: NotRequired[str]
+    model: NotRequired[str]
+    request_id: NotRequired[str]
+    message: NotRequired[str]
+    chunk: NotRequired[str]
+    sequence: NotRequired[int]
+    sequence_end: NotRequired[int]
+    tool_name: NotRequired[str]
+    tool_input: NotRequired[Any]
+    tool_result: NotRequired[Any]
+    call_id: NotRequired[str]
+    is_error: NotRequired[bool]
+    input_tokens: NotRequired[int]
+    output_tokens: NotRequired[int]
+    estimated: NotRequired[bool]
+    response: NotRequired[Any]
+    usage: NotRequired[Any]
+    # set when the message was too large for one frame (see encode_event)
+    part: NotRequired[int]
+    parts: NotRequired[int]
+    truncated: NotRequired[bool]
+    cost: NotRequired[str]
+    error: NotRequired[str]
+    code: NotRequired[str]
+
+
+ServerMessage = (
+    AuthSuccessMessage
+    | AuthFailureMessage
+    | ErrorMessage
+    | SubscribedMessage
+    | CancelRequestedMessage
+    | PongMessage
+    | EventMessage
+)
+
+
+class ProtocolError(Exception):
+    """A request the server will not act on; answered with an ``error`` message."""
+
+    def __init__(
+        self, code: str, message: str, *, execution_id: str | None = None, request_id: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.execution_id = execution_id
+        self.request_id = request_id
+
+    def as_message(self) -> ErrorMessage:
+        return error_message(
+            self.code, self.message, execution_id=self.execution_id, request_id=self.request_id
+        )
+
+
+def error_message(
+    code: str, error: str, *, execution_id: str | None = None, request_id: str | None = None
+) -> ErrorMessage:
+    message: ErrorMessage = {"type": "error", "error": error, "code": code, "timestamp": now_iso()}
+    if execution_id is not None:
+        message["execution_id"] = execution_id
+    if request_id:
+        message["request_id"] = request_id
+    return message
+
+
+def event_message(
+    execution_id: str, event: StoredEvent, *, request_id: str | None = None
+) -> EventMessage:
+    """The wire message for one stored event. ``timestamp`` is when it is sent (events keep
+    their own time only on ``execution_started``)."""
+    data = event.data
+    base: dict[str, Any] = {"execution_id": execution_id, "seq": event.seq, "timestamp": now_iso()}
+    match event.type:
+        case "execution.started":
+            base.update(
+                type="execution_started",
+                agent_id=str(data.get("agent_id", "")),
+                model=str(data.get("model", "")),
+                timestamp=str(data.get("timestamp") or base["timestamp"]),
+            )
+            if request_id:
+                base["request_id"] = request_id
+        case "chunk":
+            sequence = int(data.get("sequence", 0))
+            base.update(
+                type="chunk",
+                chunk=str(data.get("text", "")),
+                sequence=sequence,
+                sequence_end=int(data.get("sequence_end") or sequence),
+            )
+        case "complete":
+            base.update(
+                type="complete",
+                response=data.get("output"),
+                usage=data.get("usage"),
+                cost=data.get("cost"),
+                model=data.get("model"),
+            )
+        case "error":
+            base.update(type="error", error=str(data.get("message", "")), code=data.get("code"))
+        case _:
+            # thinking, tool_call, tool_result, usage, cancelled: the stored fields as they are.
+            base.update({k: v for k, v in data.items() if k not in base}, type=event.type)
+    return base  # type: ignore[return-value]
+
+
+# ---- parsing requests ----
+
+
+def parse_request(text_data: str | None, limit: int) -> dict[str, Any]:
+    """A client message: a JSON object of a known ``type``, at most ``limit`` characters."""
+    if text_data is None:
+        raise ProtocolError("bad_request", "Messages are JSON text frames.")
+    if len(text_data) > limit:
+        raise ProtocolError("payload_too_large", "The message is too large.")
+    try:
+        payload = json.loads(text_data)
+    except ValueError:
+        raise ProtocolError("bad_request", "The message is not valid JSON.") from None
+    if not isinstance(payload, dict) or payload.get("type") not in CLIENT_TYPES:
+        raise ProtocolError("bad_request", "Unknown message type.")
+    return payload
+
+
+@dataclass(frozen=True)
+class ExecuteArgs:
+    agent_ref: str
+    context: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    input_mapping: dict[str, str] | None = None
+    output_mapping: dict[str, str] | None = None
+    timeout_seconds: float | None = None
+    request_id: str = ""
+
+
+_EXECUTE_KEYS = frozenset(ExecuteRequest.__annotations__)
+
+
+def _string(payload: dict[str, Any], key: str, limit: int, *, required: bool) -> str | None:
+    value = payload.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ProtocolError("validation_error", f"{key}: a non-empty string is required")
+    return value
+
+
+def parse_execute(payload: dict[str, Any]) -> ExecuteArgs:
+    """Validate an ``execute`` message with the REST endpoint's rules (same serializer, same
+    refused provider keys at any depth, same parameter bounds)."""
+    from agents.api.serializers import FORBIDDEN_EXECUTION_KEYS, ExecuteSerializer
+
+    unknown = sorted(set(payload) - _EXECUTE_KEYS)
+    if unknown:
+        raise ProtocolError("validation_error", f"unknown fields: {', '.join(unknown)}")
+    forbidden = _forbidden(payload, FORBIDDEN_EXECUTION_KEYS)
+    if forbidden:
+        raise ProtocolError(
+            "validation_error", f"{forbidden}: provider settings cannot be given per execution"
+        )
+    agent_ref = _string(payload, "agent_id", MAX_ID_CHARS, required=True) or ""
+    request_id = _string(payload, "request_id", MAX_REQUEST_ID_CHARS, required=False) or ""
+    given = payload.get("input")
+    if given is None:  # the original's flat form: message and parameters at the top
+        given = {k: payload[k] for k in ("message", "parameters") if k in payload}
+    config = {
+        key: payload[key]
+        for key in ("timeout_seconds", "input_mapping", "output_mapping")
+        if payload.get(key) is not None
+    }
+    body = {"context": payload.get("context") or {}, "input": given, "execution_config": config}
+    serializer = ExecuteSerializer(data=body)
+    if not serializer.is_valid():
+        raise ProtocolError(
+            "validation_error", _first_error(serializer.errors), request_id=request_id
+        )
+    data = serializer.validated_data
+    valid_input = data.get("input") or {}
+    valid_config = data.get("execution_config") or {}
+    return ExecuteArgs(
+        agent_ref=agent_ref,
+        context=dict(data.get("context") or {}),
+        message=valid_input.get("message"),
+        parameters=dict(valid_input.get("parameters") or {}),
+        input_mapping=valid_config.get("input_mapping"),
+        output_mapping=valid_config.get("output_mapping"),
+        timeout_seconds=valid_config.get("timeout_seconds"),
+        request_id=request_id,
+    )
+
+
+def _forbidden(value: Any, keys: frozenset[str], path: str = "") -> str | None:
+    """The first path naming a forbidden key, at any depth."""
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and key.lower() in keys:
+            return where
+        found = _forbidden(item, keys, where)
+        if found:
+            return found
+    return None
+
+
+def _first_error(errors: Any, path: str = "") -> str:
+    """``field.sub: message`` for the first error of a DRF error tree."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            return _first_error(value, f"{path}.{key}" if path else str(key))
+    if isinstance(errors, list) and errors:
+        if all(not isinstance(e, dict | list) for e in errors):
+            return f"{path}: {errors[0]}" if path else str(errors[0])
+        return _first_error(errors[0], path)
+    return f"{path}: invalid" if path else "invalid"
+
+
+def parse_execution_id(payload: dict[str, Any]) -> str:
+    return _string(payload, "execution_id", MAX_ID_CHARS, required=True) or ""
+
+
+def parse_after(payload: dict[str, Any]) -> int:
+    after = payload.get("after", 0)
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ProtocolError("validation_error", "after: a non-negative integer (a seq)")
+    return after
+
+
+# ---- fitting messages under the server's frame limit ----
+
+# daphne (autobahn) refuses to send a message over 1 MiB; stay under it with room to spare.
+MAX_OUTBOUND_BYTES = 1_000_000
+_BULKY_FIELDS = ("response", "tool_result", "tool_input", "usage")
+
+
+def _encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, default=str)
+
+
+def encode_event(message: EventMessage, limit: int = MAX_OUTBOUND_BYTES) -> list[str]:
+    """The frames for one event message: one, unless it is larger than ``limit``.
+
+    A large ``chunk`` is split into several ``chunk`` frames with the same ``seq`` and
+    ``part``/``parts`` (a resume cursor skips whole seqs, so parts are sent back to back).
+    Any other large message loses its bulky fields and says ``truncated: true``: the full
+    value is in the stored execution.
+    """
+    text = _encode(dict(message))
+    if len(text.encode()) <= limit:
+        return [text]
+    if message["type"] == "chunk":
+        chunk = message.get("chunk", "")
+        # A character is at most 6 bytes JSON-escaped: pieces of limit/8 characters fit.
+        size = max(limit // 8, 1)
+        pieces = [chunk[i : i + size] for i in range(0, len(chunk), size)]
+        return [
+            _encode({**message, "chunk": piece, "part": index, "parts": len(pieces)})
+            for index, piece in enumerate(pieces, 1)
+        ]
+    slim: dict[str, Any] = {
+        key: (None if key in _BULKY_FIELDS else value) for key, value in message.items()
+    }
+    slim["truncated"] = True
+    text = _encode(slim)
+    if len(text.encode()) > limit:  # still too large (a huge error text): keep the envelope
+        keep = ("type", "execution_id", "seq", "timestamp", "code")
+        text = _encode({k: v for k, v in slim.items() if k in keep})
+    return [text]

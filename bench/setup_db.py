@@ -1,0 +1,175 @@
+"""Benchmark fixtures, run by ``bench/run.py`` in a subprocess with Django configured.
+
+Creates (if missing) the ``bench`` tenant and ``--extra-tenants`` more, points two openai-kind
+credentials at the fake LLM (one per API key, so the fake can be scripted per scenario), makes
+one agent per credential, issues a fresh API key for this run, empties the bench tenant's
+execution log (so every run starts from the same table sizes) and prints one JSON object.
+
+Usage: ``python bench/setup_db.py --fake-url http://127.0.0.1:PORT [--extra-tenants N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django_tenants.utils import schema_context  # noqa: E402
+
+from agents.models import Agent, Execution, ExecutionEvent, ProviderCredential  # noqa: E402
+from agents.services.agents import agent_create, agent_update  # noqa: E402
+from agents.services.credentials import credential_save  # noqa: E402
+from tenants.models import ApiKey, Tenant  # noqa: E402
+from tenants.roles import Role  # noqa: E402
+from tenants.services import api_key_create  # noqa: E402
+
+BENCH_SLUG = "bench"
+ACTOR = "bench:setup"
+# (credential name, fake LLM API key, agent slug): the fake is scripted per API key.
+PROFILES = {
+    "fast": ("bench-fast", "bench-fast-key", "bench-fast"),
+    "stream": ("bench-stream", "bench-stream-key", "bench-stream"),
+}
+SYSTEM_PROMPT = "You are a benchmark agent. Answer briefly."
+
+
+def ensure_tenant(slug: str) -> tuple[Tenant, bool]:
+    with schema_context("public"):
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is not None:
+            return tenant, False
+        out = io.StringIO()
+        call_command(
+            "create_tenant",
+            slug=slug,
+            name=slug.title(),
+            domain=f"{slug}.localhost",
+            json=True,
+            stdout=out,
+        )
+        return Tenant.objects.get(slug=slug), True
+
+
+def ensure_agent(profile: str, fake_url: str, schema: str) -> dict[str, str]:
+    cred_name, fake_key, agent_slug = PROFILES[profile]
+    credential = ProviderCredential.objects.filter(name=cred_name).first()
+    credential = credential_save(
+        credential=credential,
+        name=cred_name,
+        kind="openai",
+        base_url=f"{fake_url}/v1",
+        api_key=fake_key,
+    )
+    agent = Agent.objects.filter(slug=agent_slug).first()
+    config = {
+        "slug": agent_slug,
+        "name": f"Bench {profile}",
+        "credential": cred_name,
+        "model": "fake-model",
+        "system_prompt": SYSTEM_PROMPT,
+        # No retries, no fallbacks: one upstream call per execution, like the direct baseline.
+        "retry_max_attempts": 1,
+        "timeout_seconds": 30.0,
+        "enabled": True,
+    }
+    if agent is None:
+        agent = agent_create(data=config, actor=ACTOR, schema_name=schema)
+    else:
+        agent = agent_update(agent=agent, changes=config, actor=ACTOR, schema_name=schema)
+    return {"agent_id": agent.id, "agent_slug": agent.slug, "fake_key": fake_key}
+
+
+def server_facts() -> dict[str, object]:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+        cursor.execute("SHOW max_connections")
+        max_connections = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM information_schema.schemata "
+            "WHERE schema_name NOT LIKE 'pg\\_%%' AND schema_name <> 'information_schema'"
+        )
+        schemas = cursor.fetchone()[0]
+    return {"server_version": version, "max_connections": max_connections, "schemas": schemas}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fake-url", required=True)
+    parser.add_argument("--extra-tenants", type=int, default=10)
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    created = 0
+    tenant, new = ensure_tenant(BENCH_SLUG)
+    created += new
+    for index in range(1, args.extra_tenants + 1):
+        _, new = ensure_tenant(f"bench-extra-{index:02d}")
+        created += new
+    tenants_seconds = time.monotonic() - started
+
+    with schema_context("public"):
+        # One key per run; the previous runs' keys are removed (they were printed once only).
+        ApiKey.objects.filter(tenant=tenant, created_by=ACTOR).delete()
+        key = api_key_create(tenant=tenant, role=Role.USER, name="bench run", actor=ACTOR).key
+
+    with schema_context(tenant.schema_name):
+        agents = {p: ensure_agent(p, args.fake_url, tenant.schema_name) for p in PROFILES}
+        # Same table sizes at the start of every run: empty the execution log (bench DB only).
+        tables = [ExecutionEvent._meta.db_table, Execution._meta.db_table]
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+
+    db = settings.DATABASES["default"]
+    with schema_context("public"):
+        facts = server_facts()
+        tenant_count = Tenant.objects.count()
+    print(
+        json.dumps(
+            {
+                "api_key": key,
+                "tenant": tenant.slug,
+                "schema": tenant.schema_name,
+                "agents": agents,
+                "tenants": tenant_count,
+                "tenants_created_now": created,
+                "tenants_seconds": round(tenants_seconds, 2),
+                "postgres": facts,
+                "database": {
+                    "name": db["NAME"],
+                    "host": db["HOST"],
+                    "port": db["PORT"],
+                    "user": db["USER"],
+                    "source": settings.DATABASE.source,
+                    "conn_max_age": db.get("CONN_MAX_AGE"),
+                    "conn_health_checks": db.get("CONN_HEALTH_CHECKS"),
+                },
+                "settings": {
+                    "DEBUG": settings.DEBUG,
+                    "LOG_LEVEL": settings.LOG_LEVEL,
+                    "MIDDLEWARE": list(settings.MIDDLEWARE),
+                    "TENANT_LIMIT_SET_CALLS": getattr(settings, "TENANT_LIMIT_SET_CALLS", None),
+                    "CHANNEL_LAYER": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
