@@ -90,14 +90,21 @@ def make_persona(slug: str) -> Persona:
 
 @pytest.fixture(scope="session", autouse=True)
 def _collect_stray_connections(django_db_setup: None) -> Iterator[None]:
-    """Event hubs of ended event loops close their LISTEN connection within a moment; wait for
-    them before the test database is dropped (PostgreSQL refuses to drop a database in use)."""
+    """Close what still holds the test database open before it is dropped (PostgreSQL refuses
+    to drop a database in use): event hubs of ended loops close their LISTEN connection within
+    a moment; asgiref's worker thread keeps its connection until told."""
     yield
     import threading
 
     for thread in threading.enumerate():
         if thread.name == "execution-event-hub":
             thread.join(timeout=5)
+    # sync_to_async calls made from async tests ran on asgiref's one shared worker thread,
+    # whose database connection is still open: close it there.
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
 @pytest.fixture(scope="session")
