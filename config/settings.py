@@ -71,6 +71,9 @@ TENANT_URLCONF = "config.urls_tenant"
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, API docs) straight from the app, before tenant resolution: daphne
+    # serves none itself, and they are the same for every tenant.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "tenants.middleware.TenantResolutionMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -128,7 +131,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise expects it; collectstatic fills it
+# Serve from the apps' static folders when `collectstatic` has not been run (development and
+# tests); a release runs collectstatic and WhiteNoise serves STATIC_ROOT with caching headers.
+WHITENOISE_USE_FINDERS = True
 
 # ---- security ----
 SESSION_COOKIE_HTTPONLY = True

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import path
 
-from agents.api.schema import ApiDocsView, ApiSchemaView, sidecar_static
+from agents.api.schema import ApiDocsView, ApiSchemaView
 from config.admin_sites import public_admin_site
 from config.health import healthz, readyz
 
@@ -20,5 +20,4 @@ urlpatterns = [
     # The API's documentation: no credential needed, no tenant data involved.
     path("api/schema/", ApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", ApiDocsView.as_view(), name="api-docs"),
-    re_path(r"^static/(?P<path>drf_spectacular_sidecar/.+)$", sidecar_static),
 ]

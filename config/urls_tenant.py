@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.urls import include, path, re_path
+from django.urls import include, path
 
-from agents.api.schema import ApiDocsView, ApiSchemaView, sidecar_static
+from agents.api.schema import ApiDocsView, ApiSchemaView
 from agents.console import console
 from config.admin_sites import tenant_admin_site
 from config.health import healthz, readyz
@@ -21,7 +21,6 @@ urlpatterns = [
     path("console/", console, name="console"),
     path("api/schema/", ApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", ApiDocsView.as_view(), name="api-docs"),
-    re_path(r"^static/(?P<path>drf_spectacular_sidecar/.+)$", sidecar_static),
     path("", include("tenants.urls")),
     path("", include("agents.urls")),
 ]

@@ -8,17 +8,13 @@ adds them by hand.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
-from django.contrib.staticfiles.views import serve
-from django.http import Http404, HttpRequest, HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-SIDECAR_PREFIX = "drf_spectacular_sidecar/"
 TENANT_URLCONF = "config.urls_tenant"
 
 
@@ -121,12 +117,3 @@ class ApiDocsView(SpectacularSwaggerView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     url_name = "api-schema"
-
-
-def sidecar_static(request: HttpRequest, path: str) -> HttpResponse:
-    """The Swagger UI's own files (and nothing else), also when no web server serves static
-    files in front of daphne."""
-    normalized = posixpath.normpath(path).lstrip("/")
-    if not normalized.startswith(SIDECAR_PREFIX):
-        raise Http404
-    return serve(request, normalized, insecure=True)
