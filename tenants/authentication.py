@@ -84,6 +84,8 @@ def _authenticate_api_key(key: str) -> Authenticated:
 def _touch_last_used(api_key: ApiKey, now: dt.datetime) -> None:
     # Conditional UPDATE: at most one write per key per resolution window, however busy the key.
     stale = now - dt.timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    if api_key.last_used_at is not None and api_key.last_used_at >= stale:
+        return  # recent enough: no statement at all on the hot path
     ApiKey.objects.filter(pk=api_key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
     ).update(last_used_at=now)

@@ -32,7 +32,12 @@ def require_tenant_schema(schema_name: str | None) -> str:
 
 def run_in_schema(schema_name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` with the connection's search path set to ``schema_name`` (sync code)."""
-    with schema_context(require_tenant_schema(schema_name)):
+    require_tenant_schema(schema_name)
+    if connection.schema_name == schema_name:
+        # This very connection is already there (checked, not assumed): entering and leaving
+        # schema_context would only cost two more `SET search_path`.
+        return fn(*args, **kwargs)
+    with schema_context(schema_name):
         return fn(*args, **kwargs)
 
 

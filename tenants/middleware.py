@@ -51,14 +51,16 @@ class TenantResolutionMiddleware:
             return self.get_response(request)
         refusal = self._resolve(request)
         if refusal is not None:
+            connection.set_schema_to_public()  # lazy: costs a SET only if something queries
             return refusal
         set_urlconf(request.urlconf)  # type: ignore[attr-defined]
         return self.get_response(request)
 
     def _resolve(self, request: HttpRequest) -> HttpResponse | None:
-        # Start every request from the public schema: nothing of the previous request's tenant
-        # may survive on this thread's connection.
-        connection.set_schema_to_public()
+        # Until the tenant is known only public tables are read (Domain, ApiKey, Tenant): they
+        # resolve the same under any search_path, so no `SET` is spent here. Every way out of
+        # this method then sets the schema explicitly (tenant, or public), so nothing of the
+        # previous request's tenant survives on this thread's connection.
         host = request_host(request)
         host_tenant: Tenant | None = None
         if host not in settings.PUBLIC_HOSTS:
@@ -105,6 +107,7 @@ class TenantResolutionMiddleware:
             )
 
         if tenant is None:
+            connection.set_schema_to_public()
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF  # type: ignore[attr-defined]
             if self._is_tenant_only_path(request.path):
                 return error_response(
@@ -117,6 +120,7 @@ class TenantResolutionMiddleware:
             return None
 
         if not tenant.is_active:
+            connection.set_schema_to_public()
             return error_response(request, 403, "tenant_suspended", "This tenant is suspended.")
         connection.set_tenant(tenant)
         request.tenant = tenant  # type: ignore[attr-defined]

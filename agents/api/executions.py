@@ -118,7 +118,9 @@ class AgentExecuteApi(APIView):
             return Response(
                 execution_response(execution), status=202, headers={"Location": location}
             )
-        execution = async_to_sync(execution_run)(schema_name=schema, request=call.request)
+        execution = async_to_sync(execution_run)(
+            schema_name=schema, request=call.request, agent=agent
+        )
         return Response(
             execution_response(execution),
             headers={

@@ -135,8 +135,9 @@ def _loaded(agent: Agent, execution: Execution, request: ExecutionRequest) -> Pr
     return Prepared(execution, execution.id, snapshot, execution.context, prices, models, request)
 
 
-def _prepare(schema_name: str, request: ExecutionRequest) -> Prepared:
-    agent = agent_get(request.agent_ref)
+def _prepare(schema_name: str, request: ExecutionRequest, agent: Agent | None = None) -> Prepared:
+    # ``agent``: the caller already loaded it (with its credential) from this schema.
+    agent = agent if agent is not None else agent_get(request.agent_ref)
     execution = _new_execution(schema_name, agent, request, ExecutionStatus.RUNNING)
     return _loaded(agent, execution, request)
 
@@ -321,6 +322,7 @@ async def execution_run(
     listener: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     live: bool = False,
     provider_factory: Any = None,
+    agent: Agent | None = None,
 ) -> Execution:
     """Create and run one execution to its terminal state; return the stored row.
 
@@ -329,7 +331,7 @@ async def execution_run(
     process) ends the run as ``cancelled`` and returns normally; cancelling the *calling* task
     also cancels the run, stores it as ``cancelled`` and re-raises ``CancelledError``.
     """
-    prepared = await in_schema(schema_name, _prepare, schema_name, request)
+    prepared = await in_schema(schema_name, _prepare, schema_name, request, agent)
     return await _run_prepared(
         schema_name, prepared, listener=listener, live=live, provider_factory=provider_factory
     )
