@@ -109,10 +109,22 @@ DATABASES = {
     "default": {
         "ENGINE": "django_tenants.postgresql_backend",
         **DATABASE.settings,
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-        "CONN_HEALTH_CHECKS": True,
+        # Under ASGI every request runs on a thread of its own, so per-thread persistent
+        # connections pile up (one new session per request, never reused). A process-wide
+        # psycopg pool hands connections to whichever thread asks; Django then requires
+        # CONN_MAX_AGE = 0. django-tenants sets search_path again on every checkout.
+        "CONN_MAX_AGE": 0,
     }
 }
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=1)
+if env_bool("DATABASE_POOL", True):
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10},
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 # Issue `SET search_path` once per schema switch, not before every query (django-tenants resets
 # it on every set_tenant/schema_context, rollback and reconnect).
