@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-from django.db.models import ProtectedError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -20,11 +18,16 @@ from rest_framework.views import APIView
 
 from agents.api.common import MethodPermissions, principal_of, schema_of
 from agents.api.serializers import agent_json
-from agents.models import Agent, AgentVersion, Execution, ProviderCredential
+from agents.models import Agent, AgentVersion, ProviderCredential
 from agents.selectors import agent_stats
-from agents.services.agents import WRITABLE_FIELDS, agent_create, agent_get, agent_update
+from agents.services.agents import (
+    WRITABLE_FIELDS,
+    agent_create,
+    agent_delete,
+    agent_get,
+    agent_update,
+)
 from config.errors import ValidationFailed
-from tenants.audit.services import audit_record
 from tenants.roles import Permission
 
 # Set by the platform, never by a body (mass assignment).
@@ -91,31 +94,6 @@ class AgentCollectionApi(MethodPermissions, APIView):
         return Response(agent_json(agent), status=201, headers={"Location": f"/agents/{agent.id}"})
 
 
-def _agent_delete(*, agent: Agent, actor: str, schema_name: str) -> Agent | None:
-    """Remove an agent that never ran; disable one that did. Returns the disabled agent, or
-    None when it was removed."""
-    try:
-        with transaction.atomic():
-            locked = Agent.objects.select_for_update().get(pk=agent.pk)
-            if not Execution.objects.filter(agent=locked).exists():
-                # An execution created after the check is refused by PROTECT: caught below.
-                locked.delete()
-                audit_record(
-                    schema_name=schema_name,
-                    actor=actor,
-                    action="agent.delete",
-                    target_type="agent",
-                    target_id=agent.pk,
-                )
-                return None
-    except ProtectedError:
-        pass
-    disabled = agent_update(
-        agent=agent, changes={"enabled": False}, actor=actor, schema_name=schema_name
-    )
-    return agent_get(disabled.id)
-
-
 class AgentDetailApi(MethodPermissions, APIView):
     method_permissions = {
         "GET": Permission.AGENTS_READ,
@@ -153,7 +131,7 @@ class AgentDetailApi(MethodPermissions, APIView):
     )
     def delete(self, request: Request, agent_id: str) -> Response:
         agent = agent_get(agent_id)
-        disabled = _agent_delete(
+        disabled = agent_delete(
             agent=agent, actor=principal_of(request).audit_actor, schema_name=schema_of(request)
         )
         if disabled is None:

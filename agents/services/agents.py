@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q
 
 from agents.engine import AgentSnapshot, ModelTarget, RetryConfig, ToolDefinition
-from agents.models import Agent, AgentVersion, ProviderCredential
+from agents.models import Agent, AgentVersion, Execution, ProviderCredential
 from agents.services.credentials import provider_config_for
 from agents.validation import validate_agent_config
 from config.errors import Conflict, NotFound, ValidationFailed
@@ -233,3 +233,28 @@ def agent_snapshot(agent: Agent) -> AgentSnapshot:
         fallbacks=tuple(fallbacks),
         max_tool_steps=config.get("max_tool_steps") or 8,
     )
+
+
+def agent_delete(*, agent: Agent, actor: str, schema_name: str) -> Agent | None:
+    """Remove an agent that never ran; disable one that did. Returns the disabled agent, or
+    None when it was removed."""
+    try:
+        with transaction.atomic():
+            locked = Agent.objects.select_for_update().get(pk=agent.pk)
+            if not Execution.objects.filter(agent=locked).exists():
+                # An execution created after the check is refused by PROTECT: caught below.
+                locked.delete()
+                audit_record(
+                    schema_name=schema_name,
+                    actor=actor,
+                    action="agent.delete",
+                    target_type="agent",
+                    target_id=agent.pk,
+                )
+                return None
+    except ProtectedError:
+        pass
+    disabled = agent_update(
+        agent=agent, changes={"enabled": False}, actor=actor, schema_name=schema_name
+    )
+    return agent_get(disabled.id)
