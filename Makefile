@@ -59,3 +59,5 @@ fakellm: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+.PHONY: bench
+bench: install ; $(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -158,6 +158,7 @@ def main() -> None:
                     "source": settings.DATABASE.source,
                     "conn_max_age": db.get("CONN_MAX_AGE"),
                     "conn_health_checks": db.get("CONN_HEALTH_CHECKS"),
+                    "pool": (db.get("OPTIONS") or {}).get("pool"),
                 },
                 "settings": {
                     "DEBUG": settings.DEBUG,

@@ -242,7 +242,13 @@ async def _run_detached(schema: str, execution_id: str) -> None:
             await execution_run_stored(schema_name=schema, execution_id=execution_id)
         finally:
             # The run's own database thread ends here: close its connection with it.
-            await sync_to_async(connection.close, thread_sensitive=True)()
+            await sync_to_async(_close_connection, thread_sensitive=True)()
+
+
+def _close_connection() -> None:
+    # Looked up on the thread that runs this, not bound on the event loop's thread: Django's
+    # connections are per thread, and closing another thread's one raises.
+    connection.close()
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
