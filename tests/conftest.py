@@ -105,6 +105,10 @@ def _collect_stray_connections(django_db_setup: None) -> Iterator[None]:
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+    # Connections other threads gave back to the process-wide pool stay open in it.
+    close_pool = getattr(connections["default"], "close_pool", None)
+    if close_pool is not None:
+        close_pool()
 
 
 @pytest.fixture(scope="session")
