@@ -27,6 +27,7 @@ from agents.services.executions import (
     Prepared,
     _run_prepared,
 )
+from agents.services.idempotency import idempotency_purge
 from agents.services.scheduling import EXECUTIONS_QUEUE, Claim
 from agents.streaming.hub import get_hub
 from tenants.context import in_schema, require_tenant_schema
@@ -197,7 +198,8 @@ async def recover_orphaned_executions() -> dict[str, int]:
     history = await sync_to_async(scheduling.jobs_by_execution)(orphans, active_only=False)
     for suspect in orphans:
         schema_name, execution_id = suspect.schema_name, suspect.execution_id
-        if (schema_name, execution_id) in history or suspect.status == "queued":
+        # queued with no job, or pending (accepted but never claimed): run it as accepted.
+        if (schema_name, execution_id) in history or suspect.status in ("queued", "pending"):
             outcome = await in_schema(
                 schema_name,
                 scheduling.recover_lost_run,
@@ -230,10 +232,13 @@ async def sweep_executions(timestamp: int) -> dict[str, int]:
 @app.task(name="agents.delete_old_jobs", queue=MAINTENANCE_QUEUE, queueing_lock="cleanup")
 async def delete_old_jobs(timestamp: int) -> None:
     """Hourly: finished jobs past WORKER_JOB_RETENTION_HOURS go (the events table grows ~3
-    rows per job)."""
+    rows per job), and so do expired idempotency records."""
     await app.job_manager.delete_old_jobs(
         nb_hours=settings.WORKER_JOB_RETENTION_HOURS,
         include_failed=True,
         include_cancelled=True,
         include_aborted=True,
     )
+    # Idempotency keys past their lifetime, in every tenant.
+    for schema_name in await sync_to_async(scheduling.tenant_schemas)():
+        await in_schema(schema_name, idempotency_purge)

@@ -248,7 +248,7 @@ class Suspect:
     started_at: dt.datetime | None
 
 
-def _tenant_schemas() -> list[str]:
+def tenant_schemas() -> list[str]:
     from tenants.models import Tenant
 
     with schema_context("public"):
@@ -272,16 +272,17 @@ def _suspects_sql(schema: str, table: str) -> str:
     return (
         f"SELECT %s, id, status, started_at FROM {qualified} WHERE "  # noqa: S608
         "(status = 'running' AND started_at < now() - make_interval(secs => %s)) OR "
-        "(status = 'queued' AND created_at < now() - make_interval(secs => %s))"
+        # pending: a streamed run whose web process died before it claimed the run.
+        "(status IN ('queued', 'pending') AND created_at < now() - make_interval(secs => %s))"
     )
 
 
 def suspect_executions(grace_seconds: float, chunk: int = 200) -> list[Suspect]:
-    """Executions, in every tenant, that may have lost their job: ``running`` or ``queued``
-    for longer than ``grace_seconds``. One UNION query per ``chunk`` tenants, each using the
+    """Executions, in every tenant, that may have lost their job: ``running``, ``queued`` or
+    ``pending`` for longer than ``grace_seconds``. One UNION query per ``chunk`` tenants, each using the
     status index; the caller checks the queue for each."""
     table = Execution._meta.db_table
-    schemas = _tenant_schemas()
+    schemas = tenant_schemas()
     found: list[Suspect] = []
     for start in range(0, len(schemas), chunk):
         parts: list[str] = []

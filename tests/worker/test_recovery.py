@@ -135,9 +135,13 @@ def test_the_sweeper_restarts_requeues_and_fails_executions_whose_job_is_gone(
 ) -> None:
     alpha = scripted_agent("alpha")
     schema = alpha.persona.schema
-    died_mid_run, lost_job, foreground, young = (create_queued(alpha) for _ in range(4))
+    died_mid_run, lost_job, foreground, young, never_claimed = (
+        create_queued(alpha) for _ in range(5)
+    )
     long_ago = timezone.now() - dt.timedelta(hours=2)
     with schema_context(schema):
+        # A streamed run stored pending by a web process that died before claiming it.
+        Execution.objects.filter(pk=never_claimed).update(status="pending", created_at=long_ago)
         Execution.objects.filter(pk__in=[died_mid_run, foreground]).update(
             status="running", started_at=long_ago
         )
@@ -151,7 +155,8 @@ def test_the_sweeper_restarts_requeues_and_fails_executions_whose_job_is_gone(
 
     counts = async_to_sync(recover_orphaned_executions)()
 
-    assert counts == {"restart": 1, "requeue": 1, "failed": 1}
+    assert counts == {"restart": 1, "requeue": 2, "failed": 1}
+    assert scheduling.execution_job_ids(schema, never_claimed, ["todo"])  # runs as accepted
     assert execution_of(schema, died_mid_run).status == "queued"
     assert [e.type for e in events_of(schema, died_mid_run)] == ["execution.started", "thinking"]
     assert scheduling.execution_job_ids(schema, died_mid_run, ["todo"])  # a fresh job waits
