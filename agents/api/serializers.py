@@ -265,7 +265,7 @@ def execution_response(execution: Execution) -> dict[str, Any]:
             "output_tokens": execution.output_tokens,
             "estimated": execution.usage_estimated,
         },
-        "cost": str(execution.cost),
+        "cost": format(execution.cost.normalize(), "f"),  # "0", "0.00042": never "0E-8"
         "model": execution.model_used or None,
     }
 

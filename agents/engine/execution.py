@@ -265,7 +265,7 @@ class Execution:
                     "output_tokens": result.usage.output_tokens,
                     "estimated": result.usage.estimated,
                 },
-                "cost": str(result.cost),
+                "cost": format(result.cost.normalize(), "f"),  # plain decimal, never "0E-8"
                 "model": result.model_used or "",
             }
         )
