@@ -109,6 +109,24 @@ def _collect_stray_connections(django_db_setup: None) -> Iterator[None]:
     close_pool = getattr(connections["default"], "close_pool", None)
     if close_pool is not None:
         close_pool()
+    # Whatever is still connected now (a connection left in the thread-local storage of a
+    # thread that has ended, closed only when the garbage collector gets to it) is cut off.
+    _terminate_other_sessions(connections["default"].settings_dict)
+
+
+def _terminate_other_sessions(db: dict[str, Any]) -> None:
+    import psycopg
+
+    params = {"dbname": "postgres", "user": db["USER"] or None, "password": db["PASSWORD"] or None}
+    params.update(
+        {key: value for key, value in (("host", db["HOST"]), ("port", db["PORT"])) if value}
+    )
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [db["NAME"]],
+        )
 
 
 @pytest.fixture(scope="session")
