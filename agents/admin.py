@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from agents.admin_test_run import test_run_stream
+from agents.admin_test_run import test_run_events, test_run_stream
 from agents.models import (
     Agent,
     AgentVersion,
@@ -258,6 +258,11 @@ class AgentAdmin(admin.ModelAdmin):
                 "<path:object_id>/test-run/stream/",
                 test_run_stream,
                 name="agents_agent_test_run_stream",
+            ),
+            path(
+                "<path:object_id>/test-run/<str:execution_id>/events/",
+                test_run_events,
+                name="agents_agent_test_run_events",
             ),
         ]
         return custom + super().get_urls()

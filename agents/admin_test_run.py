@@ -1,109 +1,163 @@
-"""The admin's "test run": runs an agent and streams its events to the operator's browser.
+"""The admin's "test run": runs an agent and streams its stored events to the operator's browser.
 
-An async view (``StreamingHttpResponse`` over an async generator streams event by event under
-daphne). It authenticates the staff session itself, runs the execution like any other client
-would (stored, audited by its principal), and cancels the run if the browser goes away.
+A thin transport like any other: the signed-in operator becomes a principal of the tenant (its
+role from the operator's Django permissions), ``agents.core.start_run`` starts the run (same
+validation, refusals and audit trail as the API), and the response frames the run's *stored*
+event log as NDJSON, one JSON object per line: ``{"type": "execution", "execution_id",
+"events_url"}`` first, then every stored event with its ``seq``, then ``{"type": "stored",
+"execution_id", "status"}``. A browser that lost the stream reads the rest from ``events_url``
+(``?after=<last seq>``). The run belongs to the request: if the browser goes away, it is
+cancelled (stored as ``cancelled``).
+
+Async views (``StreamingHttpResponse`` over an async generator streams event by event under
+daphne); they authenticate the staff session themselves (``admin_view`` wraps sync views only).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_protect
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from agents.services.executions import ExecutionRequest, execution_run
-from config.errors import DomainError
+from agents.core import DatabaseUnavailable, RunHandle, StoredEvent, follow_events, start_run
+from agents.models import Execution
+from config.errors import DomainError, error_response
 from config.middleware import request_id_for
+from tenants.context import in_schema
+from tenants.principals import Principal
+from tenants.roles import Role
 
 logger = logging.getLogger(__name__)
 
-_DONE = object()
+NDJSON = "application/x-ndjson"
+
+
+def operator_principal(
+    user: AbstractBaseUser | AnonymousUser, request: HttpRequest
+) -> Principal | None:
+    """The tenant principal a signed-in operator acts as, or None (not staff, no tenant)."""
+    tenant = getattr(request, "tenant", None)
+    if tenant is None or not (user.is_active and getattr(user, "is_staff", False)):
+        return None
+    role = Role.ADMIN if getattr(user, "is_superuser", False) else Role.USER
+    return Principal(
+        kind="user",
+        identifier=user.get_username(),
+        role=role,
+        tenant_id=tenant.pk,
+        tenant_slug=tenant.slug,
+        schema_name=tenant.schema_name,
+    )
+
+
+def _line(item: dict[str, Any]) -> str:
+    return json.dumps(item, default=str) + "\n"
+
+
+def event_line(event: StoredEvent) -> str:
+    return _line({"seq": event.seq, "type": event.type, **event.data})
+
+
+def _status(execution_id: str) -> str:
+    return str(Execution.objects.values_list("status", flat=True).get(pk=execution_id))
+
+
+async def _follow(schema_name: str, execution_id: str, after: int) -> AsyncIterator[str]:
+    try:
+        async for event in follow_events(schema_name, execution_id, after=after):
+            if event is not None:
+                yield event_line(event)
+    except DatabaseUnavailable:
+        yield _line({"type": "error", "code": "stream_interrupted", "retryable": True})
+        return
+    status = await in_schema(schema_name, _status, execution_id)
+    yield _line({"type": "stored", "execution_id": execution_id, "status": status})
+
+
+def _refused(request: HttpRequest) -> JsonResponse:
+    return error_response(request, 403, "permission_denied", "Staff only.")
 
 
 @csrf_protect
 @require_POST
 async def test_run_stream(request: HttpRequest, object_id: str) -> HttpResponse:
-    user = await request.auser()
-    tenant = getattr(request, "tenant", None)
-    if tenant is None or not (user.is_active and user.is_staff):
-        return JsonResponse(
-            {"error": {"code": "permission_denied", "message": "Staff only.", "details": {}}},
-            status=403,
-        )
-    message = request.POST.get("message", "")
+    principal = operator_principal(await request.auser(), request)
+    if principal is None:
+        return _refused(request)
     try:
         context = json.loads(request.POST.get("context") or "{}")
     except json.JSONDecodeError:
-        return JsonResponse(
-            {
-                "error": {
-                    "code": "validation_error",
-                    "message": "context: not valid JSON",
-                    "details": {},
-                }
-            },
-            status=400,
-        )
-    if not isinstance(context, dict):
-        return JsonResponse(
-            {
-                "error": {
-                    "code": "validation_error",
-                    "message": "context: must be an object",
-                    "details": {},
-                }
-            },
-            status=400,
-        )
-    run_request = ExecutionRequest(
-        agent_ref=object_id,
-        context=context,
-        message=message,
-        principal=f"user:{user.get_username()}",
-        request_id=request_id_for(request),
-    )
+        return error_response(request, 400, "validation_error", "context: not valid JSON")
+    body = {"context": context, "input": {"message": request.POST.get("message", "")}}
     return StreamingHttpResponse(
-        _events(tenant.schema_name, run_request),
-        content_type="application/x-ndjson",
+        _run(principal, object_id, body, request_id_for(request)),
+        content_type=NDJSON,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(schema_name: str, run_request: ExecutionRequest) -> AsyncIterator[str]:
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    async def listener(event: dict[str, Any]) -> None:
-        await queue.put(event)
-
-    async def run() -> None:
-        try:
-            execution = await execution_run(
-                schema_name=schema_name, request=run_request, listener=listener
-            )
-            await queue.put(
-                {"type": "stored", "execution_id": execution.id, "status": execution.status}
-            )
-        except DomainError as exc:
-            await queue.put({"type": "error", "code": exc.code, "message": exc.message})
-        except Exception:
-            # Without this the stream just ends, and the operator sees an empty answer.
-            logger.exception("admin test run failed")
-            await queue.put(
-                {"type": "error", "code": "server_error", "message": "The run failed unexpectedly."}
-            )
-        finally:
-            await queue.put(_DONE)
-
-    task = asyncio.create_task(run())
+async def _run(
+    principal: Principal, agent_ref: str, body: dict[str, Any], request_id: str
+) -> AsyncIterator[str]:
+    # Started here, inside the response, so that the run belongs to this request: a browser
+    # that goes away cancels it.
+    handle: RunHandle | None = None
+    finished = False
     try:
-        while (item := await queue.get()) is not _DONE:
-            yield json.dumps(item, default=str) + "\n"
+        handle = await start_run(
+            principal=principal, agent_ref=agent_ref, body=body, request_id=request_id
+        )
+        yield _line(
+            {
+                "type": "execution",
+                "execution_id": handle.execution_id,
+                "events_url": reverse(
+                    "tenant_admin:agents_agent_test_run_events",
+                    args=[handle.agent_id, handle.execution_id],
+                ),
+            }
+        )
+        async for line in _follow(principal.schema_name, handle.execution_id, 0):
+            yield line
+        finished = True
+    except DomainError as exc:
+        yield _line({"type": "error", "code": exc.code, "message": exc.message})
+    except Exception:
+        # Without this the stream just ends, and the operator sees an empty answer.
+        logger.exception("admin test run failed")
+        yield _line(
+            {"type": "error", "code": "server_error", "message": "The run failed unexpectedly."}
+        )
     finally:
-        if not task.done():
-            task.cancel()  # the browser went away: stop the upstream call too
+        if handle is not None and not finished:
+            handle.cancel()  # the browser went away: stop the upstream call too
+
+
+def _execution_of(agent_ref: str, execution_id: str) -> bool:
+    return Execution.objects.filter(pk=execution_id, agent_id=agent_ref).exists()
+
+
+@require_GET
+async def test_run_events(request: HttpRequest, object_id: str, execution_id: str) -> HttpResponse:
+    """The stored events of a test run after ``?after=N``, then live ones (a browser resuming)."""
+    principal = operator_principal(await request.auser(), request)
+    if principal is None:
+        return _refused(request)
+    try:
+        after = max(int(request.GET.get("after") or 0), 0)
+    except ValueError:
+        return error_response(request, 400, "validation_error", "after: must be an integer")
+    if not await in_schema(principal.schema_name, _execution_of, object_id, execution_id):
+        return error_response(request, 404, "not_found", "Execution not found.")
+    return StreamingHttpResponse(
+        _follow(principal.schema_name, execution_id, after),
+        content_type=NDJSON,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -7,12 +7,17 @@ Wire format: ``agents.ws_protocol``. Lifecycle of a connection:
   ``auth{token}`` message; anything else first → ``auth_failure`` and close 4401. Tenant and
   principal are then fixed for the connection: a later ``auth`` is refused. A connection that
   authenticated with a token is closed (4401) when the token expires.
-- ``execute`` runs the agent in a task (``execution_run(live=True)``) and follows its event log
-  like ``subscribe`` does; ``subscribe{after}`` replays the stored events after that ``seq``,
-  then follows live until the terminal event; ``unsubscribe`` stops following (the run goes on).
+- A thin transport: ``execute`` hands the canonical body to ``agents.core.start_run`` (same
+  validation, refusals and ``Idempotency-Key`` semantics as REST and SSE; ``idempotency_key``
+  in the message) and follows the run's stored event log like ``subscribe`` does;
+  ``subscribe{after}`` replays the stored events after that ``seq``, then follows live until the
+  terminal event; ``unsubscribe`` stops following (the run goes on). Permissions are checked,
+  and denials audited, by ``tenants.access``.
 - Closing the socket stops its followers **and cancels the runs this connection started**
-  (stored as ``cancelled``). A run that must outlive the socket is started over REST in
-  background mode and followed here with ``subscribe``.
+  (stored as ``cancelled``) unless the run asked for ``execution_config.on_disconnect:
+  "continue"``.
+- A revoked or expired API key, or a suspended tenant, closes the connections it opened
+  (4401) within ``WS_CREDENTIAL_CHECK_SECONDS``; a token's connection closes when it expires.
 - Every ORM call runs through ``tenants.context.in_schema(schema, …)`` with the connection's
   schema: never on the ambient schema of the shared database thread.
 - Slow readers: messages go through a bounded outbox to one writer, which waits while daphne's
@@ -30,12 +35,11 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from agents.core import DatabaseUnavailable, cancel_execution, follow_events, start_run
 from agents.engine.events import now_iso
 from agents.selectors import execution_get
-from agents.services.executions import ExecutionRequest, execution_cancel, execution_run
-from agents.streaming.follow import follow_events
-from agents.streaming.hub import get_hub
 from agents.ws_protocol import (
+    ExecuteArgs,
     ProtocolError,
     ServerMessage,
     encode_event,
@@ -48,8 +52,7 @@ from agents.ws_protocol import (
 )
 from agents.ws_transport import Follower, Outbox, Outgoing, Run, SlowConsumer, flow_control_for
 from config.errors import DomainError
-from tenants.audit.models import AuditOutcome
-from tenants.audit.services import audit_record
+from tenants.access import authorize_async
 from tenants.authentication import Authenticated
 from tenants.channels import (
     ORIGIN_SCOPE_KEY,
@@ -59,6 +62,7 @@ from tenants.channels import (
     handshake_credential,
 )
 from tenants.context import in_schema
+from tenants.credential_watch import CredentialWatch, watch_credential
 from tenants.roles import Permission
 
 logger = logging.getLogger(__name__)
@@ -95,6 +99,7 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         self.timers: list[asyncio.TimerHandle] = []
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
+        self.watch: CredentialWatch | None = None
         origin = self.scope.get(ORIGIN_SCOPE_KEY)
         if not isinstance(origin, ConnectionOrigin):  # not behind TenantHostMiddleware: refuse
             await self.close()
@@ -134,6 +139,8 @@ class AgentsConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        if self.watch is not None:
+            self.watch.close()
         for timer in self.timers:
             timer.cancel()
         pending: list[asyncio.Task[None]] = []
@@ -144,42 +151,28 @@ class AgentsConsumer(AsyncWebsocketConsumer):
             self.writer.cancel()
             pending.append(self.writer)
         for run in self.runs:
-            self._cancel_run(run)
-            pending.append(run.task)  # type: ignore[arg-type]
+            waitable = run.stop_on_disconnect()
+            if waitable is not None:
+                pending.append(waitable)  # type: ignore[arg-type]
         # A cancelled run stops upstream and stores itself as cancelled: give it time to.
         if pending:
             await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
-
-    def _cancel_run(self, run: Run) -> None:
-        if run.execution_id is not None:
-            # Through the run's own handle: it closes upstream, stores "cancelled" and returns.
-            get_hub().cancel_local(self._schema(), run.execution_id)
-        elif run.task is not None:
-            # Not started yet. A cancel that lands in the database call preparing the run is
-            # swallowed by asgiref; the listener then sees the start and cancels it there.
-            run.task.cancel()
 
     # ---- requests ----
 
     async def _dispatch(self, kind: str, payload: dict[str, Any]) -> None:
         principal = self._auth().principal
         required = REQUIRED.get(kind)
-        if required is not None and not principal.can(required):
-            await in_schema(
-                principal.schema_name,
-                audit_record,
-                schema_name=principal.schema_name,
-                actor=principal.audit_actor,
-                action="permission.denied",
-                outcome=AuditOutcome.DENIED,
-                details={"permission": str(required), "role": principal.role, "ws": kind},
-            )
-            raise ProtocolError(
-                "permission_denied",
-                "Your role does not allow this operation.",
-                execution_id=_short(payload.get("execution_id")),
-                request_id=_short(payload.get("request_id")) or "",
-            )
+        if required is not None:
+            try:
+                await authorize_async(principal, required, ws=kind, path=self.origin.path)
+            except DomainError as refused:
+                raise ProtocolError(
+                    refused.code,
+                    refused.message,
+                    execution_id=_short(payload.get("execution_id")),
+                    request_id=_short(payload.get("request_id")) or "",
+                ) from None
         if kind == "auth":
             # Tenant and principal are fixed for the connection: no switching, not even back.
             raise ProtocolError("already_authenticated", "This connection is authenticated.")
@@ -205,6 +198,7 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         self.auth = auth
         for timer in self.timers:
             timer.cancel()
+        self.watch = watch_credential(auth.principal, self._credential_lapsed)
         expires_at = auth.principal.token_expires_at
         if expires_at is not None:
             self._later(expires_at - time.time(), "The token has expired.")
@@ -218,55 +212,43 @@ class AgentsConsumer(AsyncWebsocketConsumer):
 
     def _execute(self, payload: dict[str, Any]) -> None:
         args = parse_execute(payload)
+        self.runs = {run for run in self.runs if run.active}
         if len(self.runs) >= MAX_RUNS or len(self.followers) >= MAX_FOLLOWERS:
             raise ProtocolError(
                 "too_many_executions",
                 f"At most {MAX_RUNS} runs and {MAX_FOLLOWERS} streams per connection.",
                 request_id=args.request_id,
             )
-        request = ExecutionRequest(
-            agent_ref=args.agent_ref,
-            context=args.context,
-            message=args.message,
-            parameters=args.parameters,
-            input_mapping=args.input_mapping,
-            output_mapping=args.output_mapping,
-            timeout_seconds=args.timeout_seconds,
-            principal=self._auth().principal.audit_actor,
-            request_id=args.request_id,
-        )
         run = Run()
-        run.task = asyncio.create_task(self._run(request, run))
+        run.task = asyncio.create_task(self._start(args, run))
         self.runs.add(run)
-        run.task.add_done_callback(lambda _: self.runs.discard(run))
 
-    async def _run(self, request: ExecutionRequest, run: Run) -> None:
-        async def listener(event: dict[str, Any]) -> None:
-            if event["type"] == "execution.started":
-                run.execution_id = event["execution_id"]
-                if self.closing:  # the socket closed while the run was being prepared
-                    asyncio.get_running_loop().call_soon(self._cancel_run, run)
-                else:
-                    self._follow(event["execution_id"], 0, request.request_id)
-
+    async def _start(self, args: ExecuteArgs, run: Run) -> None:
         try:
-            await execution_run(
-                schema_name=self._schema(), request=request, listener=listener, live=True
+            handle = await start_run(
+                principal=self._auth().principal,
+                agent_ref=args.agent_ref,
+                body=args.body,
+                mode="streamed",
+                request_id=args.request_id,
+                idempotency_key=args.idempotency_key,
             )
-        except DomainError as exc:  # unknown or disabled agent: nothing was started
-            self._reply(error_message(exc.code, exc.message, request_id=request.request_id))
+        except DomainError as exc:  # refused (unknown agent, bad body, ...): nothing started
+            self._reply(error_message(exc.code, exc.message, request_id=args.request_id))
+            return
         except Exception:
-            logger.exception("websocket execution failed")
-            if run.execution_id is not None:  # no terminal event will come: stop waiting
-                self._stop_following(run.execution_id)
+            logger.exception("websocket execute failed")
             self._reply(
                 error_message(
-                    "internal_error",
-                    "The execution failed.",
-                    execution_id=run.execution_id,
-                    request_id=request.request_id,
+                    "internal_error", "The execution could not start.", request_id=args.request_id
                 )
             )
+            return
+        run.handle = handle
+        if self.closing:  # the socket closed while the run was being admitted
+            run.stop_on_disconnect()
+            return
+        self._follow(handle.execution_id, 0, args.request_id)
 
     async def _subscribe(self, execution_id: str, after: int) -> None:
         if execution_id not in self.followers and len(self.followers) >= MAX_FOLLOWERS:
@@ -284,7 +266,7 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         schema = self._schema()
         receipt = await in_schema(
             schema,
-            execution_cancel,
+            cancel_execution,
             schema_name=schema,
             execution=execution,
             actor=self._auth().principal.audit_actor,
@@ -335,6 +317,15 @@ class AgentsConsumer(AsyncWebsocketConsumer):
                         await self.outbox.put_event(frame)
         except asyncio.CancelledError:
             raise
+        except DatabaseUnavailable:
+            message = error_message(
+                "stream_interrupted",
+                "Following the execution was interrupted (database unavailable); "
+                "subscribe again with after.",
+                execution_id=execution_id,
+            )
+            message["retryable"] = True
+            self._reply(message)
         except Exception:
             logger.exception("websocket follower failed")
             self._reply(
@@ -387,6 +378,11 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         for follower in self.followers.values():
             follower.stop()
         await self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer")
+
+    def _credential_lapsed(self, reason: str) -> None:
+        """The key behind this connection was revoked or expired, or its tenant suspended."""
+        if not self.closing:
+            self._refuse(reason)
 
     def _later(self, delay: float, refusal: str) -> None:
         """Refuse the connection after ``delay`` (no credential yet; the token expired)."""

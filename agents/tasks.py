@@ -1,9 +1,9 @@
 """Background work on the job queue (procrastinate: PostgreSQL-based, durable, no extra
-infrastructure). Every task takes the tenant schema as an argument and names it for every
-query; a job without a live tenant is refused.
+infrastructure). A thin transport over the execution core: every task takes the tenant schema
+as an argument, refuses a job without a live tenant, and hands the run to ``agents.core``.
 
-Run a worker with ``python manage.py worker``. Scheduling rules (fairness, caps, recovery) live
-in :mod:`agents.services.scheduling`; this module wires them to the queue.
+Run a worker with ``python manage.py worker``. The rules (fairness, caps, recovery) live in
+``agents.core.queue``, ``agents.core.claim`` and ``agents.core.recovery``.
 """
 
 from __future__ import annotations
@@ -21,20 +21,16 @@ from procrastinate.contrib.django import app
 from procrastinate.jobs import Job, Status
 from procrastinate.retry import BaseRetryStrategy
 
+from agents.core import queue, recovery
+from agents.core.claim import Claim, claim_stored
+from agents.core.hub import get_hub
+from agents.core.idempotency import idempotency_purge
+from agents.core.run import run_claimed
 from agents.models import Execution
-from agents.services import scheduling
-from agents.services.executions import (
-    Prepared,
-    _run_prepared,
-)
-from agents.services.idempotency import idempotency_purge
-from agents.services.scheduling import EXECUTIONS_QUEUE, Claim
-from agents.streaming.hub import get_hub
-from tenants.context import in_schema, require_tenant_schema
+from tenants.context import in_schema
 
 logger = logging.getLogger(__name__)
 
-MAINTENANCE_QUEUE = "maintenance"
 # The orphan sweep reads every tenant's executions table: less often than the stalled-job one.
 ORPHAN_SWEEP_EVERY_SECONDS = 30
 
@@ -55,38 +51,30 @@ class CapRetry(BaseRetryStrategy):
         return RetryDecision(retry_in={"seconds": delay})
 
 
-@app.task(name=scheduling.RUN_TASK, queue=EXECUTIONS_QUEUE, retry=CapRetry())
+@app.task(name=queue.RUN_TASK, queue=queue.EXECUTIONS_QUEUE, retry=CapRetry())
 async def run_execution(schema_name: str, execution_id: str) -> str:
     """Run a stored (queued) execution to its terminal state. Returns what happened."""
-    await sync_to_async(scheduling.require_live_tenant)(schema_name)
+    await sync_to_async(queue.require_live_tenant)(schema_name)
     claim: Claim = await in_schema(
         schema_name,
-        scheduling.claim_within_cap,
+        claim_stored,
         schema_name,
         execution_id,
-        settings.TENANT_MAX_CONCURRENT_EXECUTIONS,
+        cap=settings.TENANT_MAX_CONCURRENT_EXECUTIONS,
     )
     if claim.outcome == "at_capacity":
         raise TenantAtCapacity(schema_name)
-    if claim.prepared is None:
+    if claim.claimed is None:
         logger.info("execution %s had nothing to run (cancelled or already run)", execution_id)
         return "nothing to run"
     watcher = asyncio.create_task(_watch_cancel(schema_name, execution_id))
     try:
-        execution = await _run_claimed(schema_name, claim.prepared, claim.next_seq)
+        execution = await run_claimed(claim.claimed)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
     return execution.status
-
-
-async def _run_claimed(schema_name: str, prepared: Prepared, next_seq: int) -> Execution:
-    # A restart after a lost worker keeps the stored log (and the restart note): the run
-    # numbers its events after them.
-    return await _run_prepared(
-        schema_name, prepared, listener=None, live=True, provider_factory=None, next_seq=next_seq
-    )
 
 
 def _cancel_requested(execution_id: str) -> bool:
@@ -98,47 +86,15 @@ async def _watch_cancel(schema_name: str, execution_id: str) -> None:
     while the hub was reconnecting, would be lost. Looks at the row now and then instead."""
     while True:
         await asyncio.sleep(settings.WORKER_CANCEL_CHECK_SECONDS)
-        if await in_schema(schema_name, _cancel_requested, execution_id):
+        try:
+            requested = await in_schema(schema_name, _cancel_requested, execution_id)
+        except Exception:  # the database is away: the run goes on; look again later
+            logger.debug("cancel check for %s failed", execution_id, exc_info=True)
+            continue
+        if requested:
             # Once: a second cancel() could interrupt the run while it winds down.
             get_hub().cancel_local(schema_name, execution_id)
             return
-
-
-# ---- enqueueing (sync, for services and views) ----
-
-
-def execution_enqueue(*, schema_name: str, execution_id: str) -> int:
-    """Queue a stored execution; returns the job id. Sync: joins the caller's transaction,
-    so a rolled-back request leaves no job. Refuses a missing or unknown tenant schema.
-
-    The job's priority puts this tenant behind tenants with less work waiting (see
-    :mod:`agents.services.scheduling`).
-    """
-    scheduling.require_live_tenant(schema_name)
-    priority = scheduling.enqueue_priority(schema_name, execution_id)
-    return run_execution.configure(priority=priority).defer(
-        schema_name=schema_name, execution_id=execution_id
-    )
-
-
-def execution_dequeue(*, schema_name: str, execution_id: str) -> int:
-    """Withdraw a cancelled execution's jobs: waiting ones are cancelled, a running one is
-    asked to abort (the run then ends ``cancelled``). Call after ``execution_cancel``; without
-    it the job still does nothing when it starts. Returns how many jobs were reached."""
-    require_tenant_schema(schema_name)
-    reached = 0
-    for job_id in scheduling.execution_job_ids(schema_name, execution_id):
-        if app.job_manager.cancel_job_by_id(job_id, abort=True):
-            reached += 1
-    return reached
-
-
-async def _enqueue_async(schema_name: str, execution_id: str) -> int:
-    # From the worker: its connector is async-only (the sync ``defer`` is for web processes).
-    priority = await sync_to_async(scheduling.enqueue_priority)(schema_name, execution_id)
-    return await run_execution.configure(priority=priority).defer_async(
-        schema_name=schema_name, execution_id=execution_id
-    )
 
 
 # ---- the sweeper ----
@@ -154,20 +110,20 @@ async def recover_stalled_jobs() -> dict[str, int]:
     the jobs. Returns counts per outcome."""
     counts: dict[str, int] = {}
     stalled = await app.job_manager.get_stalled_jobs(
-        queue=EXECUTIONS_QUEUE,
-        task_name=scheduling.RUN_TASK,
+        queue=queue.EXECUTIONS_QUEUE,
+        task_name=queue.RUN_TASK,
         seconds_since_heartbeat=settings.WORKER_STALLED_AFTER_SECONDS,
     )
     for job in stalled:
         assert job.id is not None
         schema_name = str(job.task_kwargs.get("schema_name") or "")
         execution_id = str(job.task_kwargs.get("execution_id") or "")
-        if not await sync_to_async(scheduling.tenant_schema_exists)(schema_name):
+        if not await sync_to_async(queue.tenant_schema_exists)(schema_name):
             outcome = "no_tenant"
         else:
             outcome = await in_schema(
                 schema_name,
-                scheduling.recover_lost_run,
+                recovery.recover_lost_run,
                 execution_id,
                 settings.WORKER_LOST_MAX_RESTARTS,
             )
@@ -190,26 +146,26 @@ async def recover_orphaned_executions() -> dict[str, int]:
     waiting job (the job was lost or never written), or a foreground run that has outlived
     any allowed timeout. Returns counts per outcome."""
     counts: dict[str, int] = {}
-    suspects = await sync_to_async(scheduling.suspect_executions)(
+    suspects = await sync_to_async(recovery.suspect_executions)(
         settings.WORKER_STALLED_AFTER_SECONDS
     )
-    active = await sync_to_async(scheduling.jobs_by_execution)(suspects, active_only=True)
+    active = await sync_to_async(recovery.jobs_by_execution)(suspects, active_only=True)
     orphans = [s for s in suspects if (s.schema_name, s.execution_id) not in active]
-    history = await sync_to_async(scheduling.jobs_by_execution)(orphans, active_only=False)
+    history = await sync_to_async(recovery.jobs_by_execution)(orphans, active_only=False)
     for suspect in orphans:
         schema_name, execution_id = suspect.schema_name, suspect.execution_id
         # queued with no job, or pending (accepted but never claimed): run it as accepted.
         if (schema_name, execution_id) in history or suspect.status in ("queued", "pending"):
             outcome = await in_schema(
                 schema_name,
-                scheduling.recover_lost_run,
+                recovery.recover_lost_run,
                 execution_id,
                 settings.WORKER_LOST_MAX_RESTARTS,
             )
             if outcome in ("restart", "requeue"):
-                await _enqueue_async(schema_name, execution_id)
-        elif scheduling.foreground_run_is_dead(suspect):
-            outcome = await in_schema(schema_name, scheduling.fail_lost_run, execution_id)
+                await queue.enqueue_async(schema_name=schema_name, execution_id=execution_id)
+        elif recovery.foreground_run_is_dead(suspect):
+            outcome = await in_schema(schema_name, recovery.fail_lost_run, execution_id)
         else:
             continue
         logger.warning("orphaned execution %s/%s: %s", schema_name, execution_id, outcome)
@@ -218,7 +174,7 @@ async def recover_orphaned_executions() -> dict[str, int]:
 
 
 @app.periodic(cron=f"* * * * * */{settings.WORKER_SWEEP_SECONDS}", periodic_id="sweep")
-@app.task(name="agents.sweep_executions", queue=MAINTENANCE_QUEUE, queueing_lock="sweep")
+@app.task(name="agents.sweep_executions", queue=queue.MAINTENANCE_QUEUE, queueing_lock="sweep")
 async def sweep_executions(timestamp: int) -> dict[str, int]:
     """Periodic (every WORKER_SWEEP_SECONDS, on one worker at a time): recover lost runs."""
     counts = await recover_stalled_jobs()
@@ -229,7 +185,7 @@ async def sweep_executions(timestamp: int) -> dict[str, int]:
 
 
 @app.periodic(cron="17 * * * *", periodic_id="cleanup")
-@app.task(name="agents.delete_old_jobs", queue=MAINTENANCE_QUEUE, queueing_lock="cleanup")
+@app.task(name="agents.delete_old_jobs", queue=queue.MAINTENANCE_QUEUE, queueing_lock="cleanup")
 async def delete_old_jobs(timestamp: int) -> None:
     """Hourly: finished jobs past WORKER_JOB_RETENTION_HOURS go (the events table grows ~3
     rows per job), and so do expired idempotency records."""
@@ -240,5 +196,5 @@ async def delete_old_jobs(timestamp: int) -> None:
         include_aborted=True,
     )
     # Idempotency keys past their lifetime, in every tenant.
-    for schema_name in await sync_to_async(scheduling.tenant_schemas)():
+    for schema_name in await sync_to_async(queue.tenant_schemas)():
         await in_schema(schema_name, idempotency_purge)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from agents.api import agents, executions, streaming
+from agents.api import agents, executions, sse
 
 urlpatterns = [
     path("agents", agents.AgentCollectionApi.as_view(), name="agents"),
@@ -22,7 +22,7 @@ urlpatterns = [
     ),
     path(
         "agents/<str:agent_id>/execute/stream",
-        streaming.agent_execute_stream,
+        sse.agent_execute_stream,
         name="agent-execute-stream",
     ),
     path(
@@ -37,7 +37,7 @@ urlpatterns = [
     ),
     path(
         "agents/<str:agent_id>/executions/<str:execution_id>/stream",
-        streaming.execution_stream_attach,
+        sse.execution_stream_attach,
         name="agent-execution-stream",
     ),
     path("executions", executions.ExecutionListApi.as_view(), name="executions"),

@@ -8,14 +8,18 @@ Names follow the original system (``auth``, ``execute``, ``subscribe``, ``chunk`
 terminal event; an ``error`` without ``seq`` answers a request.
 
 Client → server: ``auth{token}``, ``execute{agent_id, context?, input?{message, parameters} or
-message/parameters, input_mapping?, output_mapping?, timeout_seconds?, request_id?}``,
+message/parameters, execution_config?, input_mapping?, output_mapping?, timeout_seconds?,
+idempotency_key?, request_id?}`` (validated by the execution core like a REST body),
 ``subscribe{execution_id, after?}``, ``unsubscribe{execution_id}``, ``cancel{execution_id}``,
 ``ping``. Server → client, besides the events: ``auth_success{tenant_id, role}``,
 ``auth_failure{error}`` (then close 4401), ``subscribed{execution_id, after}`` (before the
 replay), ``unsubscribed{execution_id}`` (nothing more for it follows), ``cancel_requested
 {execution_id, status}`` (the ``cancelled`` event follows when the run has stopped), ``pong``,
-``error{code, error, execution_id?, request_id?}``. ``execution_started`` of an ``execute``
-echoes its ``request_id``. Close codes: 4401 unauthenticated, 4008 slow consumer, 1011 server
+``error{code, error, execution_id?, request_id?, retryable?}``. ``execution_started`` of an
+``execute`` echoes its ``request_id``. A ``reset{reason, message, discard_from_sequence}``
+event means: drop the text of the chunks from ``discard_from_sequence`` on (that attempt is
+retried). ``error{code: "stream_interrupted", retryable: true}`` without ``seq`` means the
+server stopped following (database unavailable): ``subscribe{after}`` again. Close codes: 4401 unauthenticated, 4008 slow consumer, 1011 server
 error.
 """
 
@@ -25,8 +29,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
+from agents.core.follow import StoredEvent
 from agents.engine.events import now_iso
-from agents.streaming.follow import StoredEvent
 
 MAX_ID_CHARS = 200
 MAX_REQUEST_ID_CHARS = 128
@@ -54,6 +58,8 @@ class ExecuteRequest(TypedDict):
     input_mapping: NotRequired[dict[str, str]]
     output_mapping: NotRequired[dict[str, str]]
     timeout_seconds: NotRequired[float]
+    execution_config: NotRequired[dict[str, Any]]
+    idempotency_key: NotRequired[str]
     request_id: NotRequired[str]
 
 
@@ -103,6 +109,8 @@ class ErrorMessage(TypedDict):
     timestamp: str
     execution_id: NotRequired[str]
     request_id: NotRequired[str]
+    # true: try again (resubscribe with after); the failure was the server's, not the request's
+    retryable: NotRequired[bool]
 
 
 class SubscribedMessage(TypedDict):
@@ -136,6 +144,7 @@ class EventMessage(TypedDict):
         "complete",
         "error",
         "cancelled",
+        "reset",
     ]
     execution_id: str
     seq: int
@@ -168,6 +177,9 @@ class EventMessage(TypedDict):
     cost: NotRequired[str]
     error: NotRequired[str]
     code: NotRequired[str]
+    # reset{reason, message, discard_from_sequence}
+    reason: NotRequired[str]
+    discard_from_sequence: NotRequired[int]
 
 
 ServerMessage = (
@@ -271,17 +283,18 @@ def parse_request(text_data: str | None, limit: int) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ExecuteArgs:
+    """An ``execute`` message as the core takes it: the canonical body, plus what belongs to
+    the message itself (its ``request_id``, an idempotency key)."""
+
     agent_ref: str
-    context: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    input_mapping: dict[str, str] | None = None
-    output_mapping: dict[str, str] | None = None
-    timeout_seconds: float | None = None
+    body: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    idempotency_key: str | None = None
 
 
 _EXECUTE_KEYS = frozenset(ExecuteRequest.__annotations__)
+# The original's flat fields that belong in ``execution_config`` of the canonical body.
+_FLAT_CONFIG = ("timeout_seconds", "input_mapping", "output_mapping")
 
 
 def _string(payload: dict[str, Any], key: str, limit: int, *, required: bool) -> str | None:
@@ -293,79 +306,50 @@ def _string(payload: dict[str, Any], key: str, limit: int, *, required: bool) ->
     return value
 
 
-def parse_execute(payload: dict[str, Any]) -> ExecuteArgs:
-    """Validate an ``execute`` message with the REST endpoint's rules (same serializer, same
-    refused provider keys at any depth, same parameter bounds)."""
-    from agents.api.serializers import FORBIDDEN_EXECUTION_KEYS, ExecuteSerializer
+def _echo(payload: dict[str, Any]) -> str:
+    value = payload.get("request_id")
+    return value if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_CHARS else ""
 
+
+def parse_execute(payload: dict[str, Any]) -> ExecuteArgs:
+    """Turn an ``execute`` message into the canonical execute body (the REST endpoint's
+    ``{context, input, execution_config}``); the execution core validates it, with the same
+    rules and messages as every other interface. Accepts the original's flat form
+    (``message``/``parameters``/``timeout_seconds``/mappings at the top) too."""
     unknown = sorted(set(payload) - _EXECUTE_KEYS)
     if unknown:
-        raise ProtocolError("validation_error", f"unknown fields: {', '.join(unknown)}")
-    forbidden = _forbidden(payload, FORBIDDEN_EXECUTION_KEYS)
-    if forbidden:
         raise ProtocolError(
-            "validation_error", f"{forbidden}: provider settings cannot be given per execution"
+            "validation_error", f"{unknown[0]}: unknown field", request_id=_echo(payload)
         )
     agent_ref = _string(payload, "agent_id", MAX_ID_CHARS, required=True) or ""
     request_id = _string(payload, "request_id", MAX_REQUEST_ID_CHARS, required=False) or ""
-    given = payload.get("input")
-    if given is None:  # the original's flat form: message and parameters at the top
-        given = {k: payload[k] for k in ("message", "parameters") if k in payload}
-    config = {
-        key: payload[key]
-        for key in ("timeout_seconds", "input_mapping", "output_mapping")
-        if payload.get(key) is not None
-    }
-    body = {"context": payload.get("context") or {}, "input": given, "execution_config": config}
-    serializer = ExecuteSerializer(data=body)
-    if not serializer.is_valid():
+    key = payload.get("idempotency_key")
+    if key is not None and not isinstance(key, str):
         raise ProtocolError(
-            "validation_error", _first_error(serializer.errors), request_id=request_id
+            "validation_error", "idempotency_key: must be a string", request_id=request_id
         )
-    data = serializer.validated_data
-    valid_input = data.get("input") or {}
-    valid_config = data.get("execution_config") or {}
-    return ExecuteArgs(
-        agent_ref=agent_ref,
-        context=dict(data.get("context") or {}),
-        message=valid_input.get("message"),
-        parameters=dict(valid_input.get("parameters") or {}),
-        input_mapping=valid_config.get("input_mapping"),
-        output_mapping=valid_config.get("output_mapping"),
-        timeout_seconds=valid_config.get("timeout_seconds"),
-        request_id=request_id,
-    )
-
-
-def _forbidden(value: Any, keys: frozenset[str], path: str = "") -> str | None:
-    """The first path naming a forbidden key, at any depth."""
-    items = (
-        value.items()
-        if isinstance(value, dict)
-        else enumerate(value)
-        if isinstance(value, list)
-        else ()
-    )
-    for key, item in items:
-        where = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and key.lower() in keys:
-            return where
-        found = _forbidden(item, keys, where)
-        if found:
-            return found
-    return None
-
-
-def _first_error(errors: Any, path: str = "") -> str:
-    """``field.sub: message`` for the first error of a DRF error tree."""
-    if isinstance(errors, dict):
-        for key, value in errors.items():
-            return _first_error(value, f"{path}.{key}" if path else str(key))
-    if isinstance(errors, list) and errors:
-        if all(not isinstance(e, dict | list) for e in errors):
-            return f"{path}: {errors[0]}" if path else str(errors[0])
-        return _first_error(errors[0], path)
-    return f"{path}: invalid" if path else "invalid"
+    body: dict[str, Any] = {}
+    if "context" in payload:
+        body["context"] = payload["context"]
+    if "input" in payload:
+        body["input"] = payload["input"]
+    else:
+        flat = {k: payload[k] for k in ("message", "parameters") if k in payload}
+        if flat:
+            body["input"] = flat
+    config = payload.get("execution_config")
+    flat_config = {k: payload[k] for k in _FLAT_CONFIG if k in payload}
+    if flat_config:
+        if config is not None and not isinstance(config, dict):
+            raise ProtocolError(
+                "validation_error",
+                "execution_config: must be a JSON object",
+                request_id=request_id,
+            )
+        config = {**flat_config, **(config or {})}
+    if config is not None:
+        body["execution_config"] = config
+    return ExecuteArgs(agent_ref, body, request_id, key)
 
 
 def parse_execution_id(payload: dict[str, Any]) -> str:

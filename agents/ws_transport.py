@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agents.core import RunHandle
+
 logger = logging.getLogger(__name__)
 
 
@@ -152,7 +154,26 @@ class Follower:
 
 @dataclass(eq=False)
 class Run:
-    """A run started by this connection; ``execution_id`` is known once it has started."""
+    """A run started by this connection: ``task`` admits it; ``handle`` once it has started."""
 
     task: asyncio.Task[None] | None = None
-    execution_id: str | None = None
+    handle: RunHandle | None = None
+
+    @property
+    def active(self) -> bool:
+        starting = self.task is not None and not self.task.done()
+        return starting or (self.handle is not None and self.handle.running_here)
+
+    def stop_on_disconnect(self) -> asyncio.Future[Any] | None:
+        """The socket is closing: cancel the run unless it asked to continue. Returns what to
+        wait for (the run storing itself as cancelled), if anything."""
+        if self.handle is not None:
+            if self.handle.on_disconnect == "continue":
+                return None
+            self.handle.cancel()
+            return self.handle.task
+        if self.task is not None and not self.task.done():
+            # Still being admitted: the task sees ``closing`` when admission returns (a cancel
+            # landing in the database call would be swallowed by asgiref).
+            return self.task
+        return None

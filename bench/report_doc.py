@@ -149,7 +149,7 @@ def where_time_goes(res: dict[str, Any]) -> str:
         out.append(
             f"- **Streaming.** The first token reaches an SSE client "
             f"{fmt(m2['ttft_added_p50_ms']['median'], ' ms')} (p50) later than a direct "
-            "client. From the code (`agents/api/streaming.py`, `agents/services/event_log.py`)"
+            "client. From the code (`agents/api/sse.py`, `agents/core/event_log.py`)"
             ": before the upstream call the stream view creates the execution, then a "
             "detached task claims it and loads the agent and prices (database round trips "
             "on a thread of its own); every chunk is written to the event log (INSERT + "

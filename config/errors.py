@@ -27,10 +27,18 @@ class DomainError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        # Response headers that belong to this error over HTTP (Retry-After, ...).
+        self.headers = headers or {}
 
 
 class NotFound(DomainError):
@@ -46,6 +54,11 @@ class Conflict(DomainError):
 class ValidationFailed(DomainError):
     status = 400
     code = "validation_error"
+
+
+class PermissionRefused(DomainError):
+    status = 403
+    code = "permission_denied"
 
 
 def error_body(
@@ -92,7 +105,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     django_request = getattr(request, "_request", request)
     if isinstance(exc, DomainError):
         return Response(
-            error_body(django_request, exc.code, exc.message, exc.details), status=exc.status
+            error_body(django_request, exc.code, exc.message, exc.details),
+            status=exc.status,
+            headers=exc.headers or None,
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(

@@ -199,6 +199,13 @@ SSE_HEARTBEAT_SECONDS = env_float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
 IDEMPOTENCY_WAIT_SECONDS = env_float("IDEMPOTENCY_WAIT_SECONDS", 10.0, minimum=0)
 # How long a key's first response is kept and replayed.
 IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
+# A run whose result is in hand keeps trying to store it this long while the database is
+# unreachable (a restart, a failover) before giving up on it.
+EXECUTION_STORE_PATIENCE_SECONDS = env_float("EXECUTION_STORE_PATIENCE_SECONDS", 600.0, minimum=1)
+# A stream (SSE, WebSocket) rides out a database blip this long, then ends with a retryable error.
+STREAM_DB_PATIENCE_SECONDS = env_float("STREAM_DB_PATIENCE_SECONDS", 10.0, minimum=0)
+# How often each process checks that the credentials behind its open WebSockets still hold.
+WS_CREDENTIAL_CHECK_SECONDS = env_float("WS_CREDENTIAL_CHECK_SECONDS", 5.0, minimum=0.1)
 
 # ---- REST framework ----
 REST_FRAMEWORK = {

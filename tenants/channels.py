@@ -8,9 +8,9 @@ Channels knows nothing of tenants, so two steps fix them for a connection:
   before accept (daphne answers 403). The result goes into the scope as a
   :class:`ConnectionOrigin`; no schema is set on any connection.
 - :func:`authenticate_connection` (called by the consumer with the credential of the
-  handshake or of the first ``auth`` message) fixes tenant and principal, with the HTTP rules:
-  host and credential must agree, a suspended tenant is refused, a bad credential is audited
-  in the tenant it names.
+  handshake or of the first ``auth`` message) fixes tenant and principal with the rules of
+  ``tenants.access`` (the same as for HTTP): host and credential must agree, a suspended
+  tenant is refused, a bad credential is audited in the tenant it names.
 
 Every query here runs in a sync function that enters ``schema_context("public")`` itself, on
 the database thread: never on the ambient schema of the shared connection.
@@ -31,16 +31,9 @@ from django.db import close_old_connections, connection
 from django.http.request import split_domain_port, validate_host
 from django_tenants.utils import schema_context
 
-from tenants.audit.models import AuditOutcome
-from tenants.audit.services import audit_record
-from tenants.authentication import (
-    Authenticated,
-    CredentialRejected,
-    authenticate_bearer,
-    bearer_from_header,
-)
+from tenants.access import AccessRefused, Origin, resolve_caller, served_host
+from tenants.authentication import Authenticated, bearer_from_header
 from tenants.models import Tenant
-from tenants.selectors import tenant_for_host
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +44,6 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Any]
 
 ORIGIN_SCOPE_KEY = "cb_origin"
-# Longer than any API key or token we issue (tokens are capped at 4 KiB): refused unread.
-MAX_CREDENTIAL_CHARS = 8192
 
 
 @dataclass(frozen=True)
@@ -129,13 +120,12 @@ def _origin_allowed(scope: Scope) -> bool:
 
 
 def _host_tenant(host: str) -> tuple[bool, Tenant | None]:
-    """(served, tenant): a public host is served without a tenant."""
-    if host in settings.PUBLIC_HOSTS:
-        return True, None
-    tenant = tenant_for_host(host)
-    if tenant is None or not tenant.is_active:
+    """(served, tenant): a public host is served without a tenant; a suspended tenant's host
+    is not served at all."""
+    served, tenant = served_host(host)
+    if tenant is not None and not tenant.is_active:
         return False, None
-    return True, tenant
+    return served, tenant
 
 
 class TenantHostMiddleware:
@@ -170,39 +160,17 @@ class TenantHostMiddleware:
         return await self.app({**scope, ORIGIN_SCOPE_KEY: origin}, receive, send)
 
 
-def _audit_failure(tenant: Tenant | None, reason: str, origin: ConnectionOrigin) -> None:
-    if tenant is None:
-        logger.info("websocket authentication failure naming no tenant: %s", reason)
-        return
-    audit_record(
-        schema_name=tenant.schema_name,
-        actor="anonymous",
-        action="auth.failure",
-        outcome=AuditOutcome.FAILURE,
-        details={
-            "reason": reason,
-            "path": origin.path,
-            "transport": "websocket",
-            "client": origin.client,
-        },
-    )
-
-
 def _authenticate(origin: ConnectionOrigin, credential: str) -> Authenticated:
     try:
-        if len(credential) > MAX_CREDENTIAL_CHARS:
-            raise CredentialRejected("oversized credential")
-        authenticated = authenticate_bearer(credential)
-    except CredentialRejected as rejected:
-        _audit_failure(rejected.tenant or origin.host_tenant, rejected.reason, origin)
-        raise ConnectionRefused("Invalid credentials.") from None
-    host_tenant = origin.host_tenant
-    if host_tenant is not None and host_tenant.pk != authenticated.tenant.pk:
-        _audit_failure(host_tenant, "credential of another tenant", origin)
-        raise ConnectionRefused("The credential does not belong to this host's tenant.")
-    if not authenticated.tenant.is_active:
-        raise ConnectionRefused("This tenant is suspended.")
-    return authenticated
+        caller = resolve_caller(
+            host_tenant=origin.host_tenant,
+            credential=credential,
+            origin=Origin(path=origin.path, transport="websocket", client=origin.client),
+        )
+    except AccessRefused as refused:
+        raise ConnectionRefused(refused.message) from None
+    assert caller.tenant is not None and caller.principal is not None  # a credential was given
+    return Authenticated(caller.tenant, caller.principal)
 
 
 async def authenticate_connection(origin: ConnectionOrigin, credential: str) -> Authenticated:

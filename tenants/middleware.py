@@ -1,13 +1,11 @@
-"""Tenant resolution: the one place that decides which schema a request runs in.
+"""Tenant resolution for HTTP: the one place that decides which schema a request runs in.
 
-- API calls: the credential (API key or tenant JWT) decides the tenant.
-- Browsers and the admin: the Host decides (a tenant's Domain).
-- Host and credential must agree (403 otherwise); ``X-Tenant-ID`` is accepted only when it
-  names the credential's tenant (403 otherwise).
-- Unknown host → 404; suspended tenant → 403; a bad credential → 401, audited in the tenant it
-  names.
-- A request with no tenant runs the *public* URLconf only (platform admin, token-less probes):
-  tenant endpoints are never served from the public schema.
+The rules (the credential decides for API calls, the Host for browsers, they must agree,
+``X-Tenant-ID`` must agree, suspended tenants and bad credentials are refused and audited) are
+``tenants.access``'s; this middleware applies them to a request: unknown host → 404, a refusal
+→ its status in the platform's error shape, then the schema and URLconf of the tenant. A request
+with no tenant runs the *public* URLconf only (platform admin, token-less probes): tenant
+endpoints are never served from the public schema.
 """
 
 from __future__ import annotations
@@ -21,11 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve, set_urlconf
 
 from config.errors import error_response
-from tenants.audit.models import AuditOutcome
-from tenants.audit.services import audit_record
-from tenants.authentication import CredentialRejected, authenticate_bearer, bearer_from_header
-from tenants.models import Tenant
-from tenants.selectors import tenant_for_host
+from tenants.access import AccessRefused, Origin, resolve_caller, served_host
 
 logger = logging.getLogger(__name__)
 
@@ -62,50 +56,30 @@ class TenantResolutionMiddleware:
         # this method then sets the schema explicitly (tenant, or public), so nothing of the
         # previous request's tenant survives on this thread's connection.
         host = request_host(request)
-        host_tenant: Tenant | None = None
-        if host not in settings.PUBLIC_HOSTS:
-            host_tenant = tenant_for_host(host)
-            if host_tenant is None:
-                return error_response(
-                    request, 404, "unknown_tenant", "No tenant is served at this host."
-                )
-
-        tenant = host_tenant
-        authorization = request.headers.get("Authorization", "")
-        if authorization:
-            credential = bearer_from_header(authorization)
-            try:
-                if credential is None:
-                    raise CredentialRejected("authorization header is not a bearer credential")
-                authenticated = authenticate_bearer(credential)
-            except CredentialRejected as rejected:
-                self._audit_failure(request, rejected.tenant or host_tenant, rejected.reason)
-                return error_response(
-                    request,
-                    401,
-                    "not_authenticated",
-                    "Invalid credentials.",
-                    headers={"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'},
-                )
-            if host_tenant is not None and host_tenant.pk != authenticated.tenant.pk:
-                self._audit_failure(request, host_tenant, "credential of another tenant")
-                return error_response(
-                    request,
-                    403,
-                    "tenant_mismatch",
-                    "The credential does not belong to this host's tenant.",
-                )
-            tenant = authenticated.tenant
-            request.principal = authenticated.principal  # type: ignore[attr-defined]
-
-        claimed = request.headers.get("X-Tenant-ID")
-        if claimed is not None and (request.principal is None or claimed != tenant.slug):  # type: ignore[attr-defined,union-attr]
-            if tenant is not None:
-                self._audit_failure(request, tenant, f"X-Tenant-ID {claimed[:60]!r} disagrees")
+        served, host_tenant = served_host(host)
+        if not served:
             return error_response(
-                request, 403, "tenant_mismatch", "X-Tenant-ID must name the credential's tenant."
+                request, 404, "unknown_tenant", "No tenant is served at this host."
             )
-
+        try:
+            caller = resolve_caller(
+                host_tenant=host_tenant,
+                authorization=request.headers.get("Authorization") or None,
+                claimed_tenant=request.headers.get("X-Tenant-ID"),
+                origin=Origin(path=request.path, transport="http", request=request),
+            )
+        except AccessRefused as refused:
+            connection.set_schema_to_public()
+            headers = (
+                {"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}
+                if refused.challenge
+                else None
+            )
+            return error_response(
+                request, refused.status, refused.code, refused.message, headers=headers
+            )
+        request.principal = caller.principal  # type: ignore[attr-defined]
+        tenant = caller.tenant
         if tenant is None:
             connection.set_schema_to_public()
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF  # type: ignore[attr-defined]
@@ -118,10 +92,6 @@ class TenantResolutionMiddleware:
                     headers={"WWW-Authenticate": 'Bearer realm="api"'},
                 )
             return None
-
-        if not tenant.is_active:
-            connection.set_schema_to_public()
-            return error_response(request, 403, "tenant_suspended", "This tenant is suspended.")
         connection.set_tenant(tenant)
         request.tenant = tenant  # type: ignore[attr-defined]
         request.urlconf = settings.TENANT_URLCONF  # type: ignore[attr-defined]
@@ -139,17 +109,3 @@ class TenantResolutionMiddleware:
             return True
         except Resolver404:
             return False
-
-    @staticmethod
-    def _audit_failure(request: HttpRequest, tenant: Tenant | None, reason: str) -> None:
-        if tenant is None:
-            logger.info("authentication failure naming no tenant: %s", reason)
-            return
-        audit_record(
-            schema_name=tenant.schema_name,
-            actor="anonymous",
-            action="auth.failure",
-            outcome=AuditOutcome.FAILURE,
-            request=request,
-            details={"reason": reason, "path": request.path},
-        )

@@ -1,3 +1,5 @@
+"""DRF's side of access control: every view names the one permission it needs."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,15 +7,14 @@ from typing import Any
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from tenants.audit.models import AuditOutcome
-from tenants.audit.services import audit_record
 from tenants.principals import Principal
 from tenants.roles import Permission
 
 
 class HasRolePermission(BasePermission):
     """Each view names the permission it needs in ``required_permission``; a view that names
-    none is closed to everybody. Refusals are audited in the caller's tenant."""
+    none is closed to everybody. The check (and the audit of a refusal) is ``tenants.access``'s,
+    the same as for every other interface."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         principal = request.user
@@ -22,19 +23,16 @@ class HasRolePermission(BasePermission):
         required: Permission | None = getattr(view, "required_permission", None)
         if required is None:
             return False
-        if principal.can(required):
-            return True
-        audit_record(
-            schema_name=principal.schema_name,
-            actor=principal.audit_actor,
-            action="permission.denied",
-            outcome=AuditOutcome.DENIED,
+        # Imported here: DRF imports this module while config.errors (which tenants.access
+        # needs) is itself still importing DRF.
+        from tenants.access import authorize
+
+        # Raises PermissionRefused (403, audited) when the role does not allow it.
+        authorize(
+            principal,
+            required,
             request=request._request,
-            details={
-                "permission": str(required),
-                "role": principal.role,
-                "method": request.method,
-                "path": request.path,
-            },
+            method=request.method,
+            path=request.path,
         )
-        return False
+        return True

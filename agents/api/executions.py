@@ -1,10 +1,14 @@
 """Executions over REST: run (blocking or background), list, read, cancel.
 
+A thin transport over the execution core: the body goes to ``agents.core.start_run`` as it
+came (the core validates it, the same way for every interface), and the answer is the
+execution as the core stored it.
+
 ``POST /agents/{agent_id}/execute`` is a sync view: the run goes through ``async_to_sync`` on
 the server's event loop while this request's own thread waits (Django gives every ASGI request
 its own thread for sync code, so other requests are not held up). A client that goes away does
-not stop a blocking run: it finishes and its response is stored for an ``Idempotency-Key``
-retry. Streams live in ``agents.api.streaming``.
+not stop a blocking run: it finishes, and an ``Idempotency-Key`` retry reads its result.
+Streams live in ``agents.api.sse``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -21,24 +25,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import tasks
 from agents.api.common import principal_of, schema_of
-from agents.api.idempotency import run_idempotent
 from agents.api.serializers import (
-    ExecuteSerializer,
     ExecutionQuery,
-    check_input_schema,
     execution_json,
     execution_response,
-    parse_execute,
     parse_execution_query,
 )
-from agents.models import Agent, Execution, ExecutionStatus
+from agents.core import REPLAYED_HEADER, cancel_execution, queue_position, start_run
+from agents.core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from agents.models import TERMINAL_STATUSES, Agent, Execution, ExecutionStatus
 from agents.selectors import execution_get, execution_list
 from agents.services.agents import agent_get
-from agents.services.executions import execution_cancel, execution_create, execution_run
-from agents.services.scheduling import execution_queue_position
-from config.errors import NotFound, ValidationFailed
+from config.errors import NotFound
+from config.middleware import request_id_for
+from tenants.principals import Principal
 from tenants.roles import Permission
 
 
@@ -59,10 +60,10 @@ class ExecutionResponseOutput(serializers.Serializer):
 
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key",
+    IDEMPOTENCY_HEADER,
     str,
     OpenApiParameter.HEADER,
-    description="Replays the first response to this key (24 h); 409 for a different body.",
+    description="Replays the first request's execution (24 h); 409 for a different body.",
 )
 
 
@@ -72,12 +73,30 @@ def _overhead_ms(started: float, attempts: list[dict[str, Any]]) -> int:
     return max(int(total - upstream), 0)
 
 
+async def _execute(
+    principal: Principal, agent_id: str, body: Any, request_id: str, key: str | None
+) -> tuple[Execution, str, bool]:
+    """Start the run; for a blocking one, wait for its end. (execution, mode, replayed)"""
+    handle = await start_run(
+        principal=principal,
+        agent_ref=agent_id,
+        body=body,
+        request_id=request_id,
+        idempotency_key=key,
+    )
+    if handle.mode == "background":
+        return handle.execution, handle.mode, handle.replayed
+    # A repeat waits for the first request's run, through its event log, for a while.
+    wait = settings.IDEMPOTENCY_WAIT_SECONDS if handle.replayed else None
+    return await handle.result(wait=wait), handle.mode, handle.replayed
+
+
 class AgentExecuteApi(APIView):
     required_permission = Permission.EXECUTIONS_RUN
 
     @extend_schema(
         operation_id="agent_execute",
-        request=ExecuteSerializer,
+        request=OpenApiTypes.OBJECT,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
             200: OpenApiResponse(ExecutionResponseOutput, description="Blocking run, ended"),
@@ -87,46 +106,23 @@ class AgentExecuteApi(APIView):
     )
     def post(self, request: Request, agent_id: str) -> Response:
         started = time.monotonic()
-        body = request.data  # parsed first: 413 and malformed JSON never claim a key
-        principal = principal_of(request)
-        return run_idempotent(
-            request,
-            principal=principal,
-            body=body,
-            view=self,
-            produce=lambda: self._execute(request, agent_id, body, started),
+        body = request.data  # parsed first: 413 and malformed JSON never reach the core
+        execution, mode, replayed = async_to_sync(_execute)(
+            principal_of(request),
+            agent_id,
+            body,
+            request_id_for(request._request),
+            request.headers.get(IDEMPOTENCY_HEADER),
         )
-
-    def _execute(self, request: Request, agent_id: str, body: Any, started: float) -> Response:
-        principal = principal_of(request)
-        schema = schema_of(request)
-        call = parse_execute(
-            body, agent_ref=agent_id, principal=principal, request=request._request
-        )
-        if call.stream:
-            raise ValidationFailed(
-                "execution_config.stream: use POST /agents/{agent_id}/execute/stream for SSE"
-            )
-        agent = agent_get(agent_id)
-        check_input_schema(agent, call.request, schema)
-        if call.mode == "background":
-            # The job joins this transaction: a rolled-back request leaves neither row nor job.
-            with transaction.atomic():
-                execution = execution_create(schema_name=schema, request=call.request)
-                tasks.execution_enqueue(schema_name=schema, execution_id=execution.id)
-            location = f"/agents/{agent.id}/executions/{execution.id}"
-            return Response(
-                execution_response(execution), status=202, headers={"Location": location}
-            )
-        execution = async_to_sync(execution_run)(
-            schema_name=schema, request=call.request, agent=agent
-        )
-        return Response(
-            execution_response(execution),
-            headers={
-                "X-Platform-Overhead-Ms": str(_overhead_ms(started, execution.attempts or []))
-            },
-        )
+        headers: dict[str, str] = {}
+        if replayed:
+            headers[REPLAYED_HEADER] = "true"
+        if mode == "background":
+            headers["Location"] = f"/agents/{execution.agent_id}/executions/{execution.id}"
+            return Response(execution_response(execution), status=202, headers=headers)
+        if not replayed:
+            headers["X-Platform-Overhead-Ms"] = str(_overhead_ms(started, execution.attempts or []))
+        return Response(execution_response(execution), headers=headers)
 
 
 def _page(query: ExecutionQuery, agent: Agent | None) -> dict[str, Any]:
@@ -188,7 +184,7 @@ def _detail(execution: Execution, schema: str) -> dict[str, Any]:
     body = execution_json(execution, detail=True)
     if execution.status == ExecutionStatus.QUEUED:
         # 1 = the next job a worker takes; None once its job is no longer waiting.
-        body["queue_position"] = execution_queue_position(schema, execution.id)
+        body["queue_position"] = queue_position(schema, execution.id)
     return body
 
 
@@ -219,15 +215,10 @@ class ExecutionCancelApi(APIView):
     @extend_schema(operation_id="execution_cancel", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, execution_id: str) -> Response:
         execution = execution_get(execution_id)
-        receipt = execution_cancel(
+        receipt = cancel_execution(
             schema_name=schema_of(request),
             execution=execution,
             actor=principal_of(request).audit_actor,
         )
-        terminal = receipt["status"] in {
-            ExecutionStatus.COMPLETED,
-            ExecutionStatus.FAILED,
-            ExecutionStatus.TIMEOUT,
-            ExecutionStatus.CANCELLED,
-        }
+        terminal = receipt["status"] in TERMINAL_STATUSES
         return Response(receipt, status=200 if terminal else 202)

@@ -170,13 +170,28 @@ def agent_get(ref: str) -> Agent:
     return agent
 
 
-def agent_snapshot(agent: Agent) -> AgentSnapshot:
-    """The engine's frozen view of the agent's current version (the row holds the current
-    configuration; ``AgentVersion`` rows keep the history). Credentials are opened in memory.
-    Costs no query beyond the agent row with its credential, unless a fallback names another
-    credential."""
-    config = _config_of(agent)
-    provider = provider_config_for(agent.credential)
+def agent_snapshot(agent: Agent, *, version: int | None = None) -> AgentSnapshot:
+    """The engine's frozen view of one version of the agent (default: the current one, which
+    the row itself holds; older ones come from ``AgentVersion``). Credentials are opened in
+    memory. The current version costs no query beyond the agent row with its credential, unless
+    a fallback names another credential; an older one costs its version row and credential.
+
+    Raises ``NotFound`` when that version (or the credential it used) no longer exists.
+    """
+    if version is None or version == agent.version:
+        config = _config_of(agent)
+        credential = agent.credential
+        version = agent.version
+    else:
+        stored = AgentVersion.objects.filter(agent=agent, version=version).first()
+        if stored is None:
+            raise NotFound(f"version {version} of agent {agent.slug} no longer exists")
+        config = stored.config
+        found = ProviderCredential.objects.filter(pk=config.get("credential")).first()
+        if found is None:
+            raise NotFound(f"the credential of agent {agent.slug} v{version} no longer exists")
+        credential = found
+    provider = provider_config_for(credential)
     fallbacks: list[ModelTarget] = []
     items = config.get("fallback_models") or []
     names = {
@@ -196,7 +211,7 @@ def agent_snapshot(agent: Agent) -> AgentSnapshot:
     return AgentSnapshot(
         id=agent.id,
         slug=config["slug"],
-        version=agent.version,
+        version=version,
         name=config["name"],
         provider=provider,
         model=config["model"],

@@ -26,8 +26,8 @@ from agents.models import (
     ProviderCredential,
 )
 from agents.services.credentials import provider_config_for
-from agents.services.executions import ExecutionRequest, execution_run_sync
 from tests.agents.conftest import make_agent, make_credential
+from tests.runs import principal_for, run
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -163,10 +163,7 @@ def echo_agent(alpha) -> Agent:
 
 
 def run_once(schema: str, agent: Agent, message: str) -> Execution:
-    return execution_run_sync(
-        schema_name=schema,
-        request=ExecutionRequest(agent_ref=agent.id, message=message, principal="api_key:t"),
-    )
+    return run(schema, agent, message=message, principal=principal_for(schema, identifier="t"))
 
 
 # ---- 1. an operator finds their way around ----
@@ -427,8 +424,13 @@ def test_test_run_streams_chunks_and_stores_the_execution(alpha, browser, echo_a
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-ndjson"
     events = ndjson(response)
+    assert events[0]["type"] == "execution"
+    # The stream is the stored log: every line has its seq, chunks keep their numbering
+    # (consecutive chunks may share a row), and nothing comes twice.
+    seqs = [e["seq"] for e in events if "seq" in e]
+    assert seqs == list(range(1, len(seqs) + 1)), events
     chunks = [e for e in events if e["type"] == "chunk"]
-    assert len(chunks) > 1, events  # streamed, not one blob
+    assert chunks[-1]["sequence_end"] > 1, events  # the echo provider streams several chunks
     assert "".join(e["text"] for e in chunks) == "echo: hello stream world"
     stored = events[-1]
     assert stored["type"] == "stored" and stored["status"] == "completed", events
@@ -484,7 +486,7 @@ def test_test_run_reports_an_unexpected_failure(alpha, browser, echo_agent, monk
     async def broken(**kwargs: Any) -> Execution:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("agents.admin_test_run.execution_run", broken)
+    monkeypatch.setattr("agents.admin_test_run.start_run", broken)
     response = browser.post(url("agents_agent_test_run_stream", echo_agent.pk), {"message": "x"})
     events = ndjson(response)
     # An error line, not an empty stream (the browser would show a blank answer).

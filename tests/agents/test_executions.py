@@ -15,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
 from agents.models import Execution, ExecutionEvent, ModelPrice
-from agents.services.executions import ExecutionRequest, execution_run, execution_run_sync
 from config.errors import NotFound
 from tests.agents.conftest import make_agent, make_credential
+from tests.runs import principal_for, run, start
 
 
 @pytest.fixture
@@ -27,12 +27,6 @@ def llm(fake_llm, settings, in_alpha):
     key = f"sk-test-{uuid.uuid4().hex}"
     credential = make_credential(kind="openai", base_url=f"{fake_llm.url}/v1", api_key=key)
     return fake_llm, key, credential
-
-
-def run(schema: str, agent, **kwargs) -> Execution:
-    return execution_run_sync(
-        schema_name=schema, request=ExecutionRequest(agent_ref=agent.id, **kwargs)
-    )
 
 
 def events_of(execution: Execution) -> list[ExecutionEvent]:
@@ -46,7 +40,7 @@ def test_completed_run_stores_output_usage_cost_and_events(in_alpha, llm):
         model="fake-model", input_per_million=Decimal("1000"), output_per_million=Decimal("2000")
     )
     agent = make_agent(credential, in_alpha.schema, system_prompt="You are terse.")
-    execution = run(in_alpha.schema, agent, message="Say hello", principal="api_key:test")
+    execution = run(in_alpha.schema, agent, message="Say hello")
     assert execution.status == "completed"
     assert execution.output == "Hello there, world of agents"
     assert execution.model_used and execution.requested_model == "fake-model"
@@ -148,33 +142,24 @@ def test_cancelling_the_caller_cancels_the_run_and_closes_upstream(in_alpha, llm
     fake, key, credential = llm
     fake.script(key, {"reply": "a b c d e f g h", "chunks": 8, "chunk_delay": 0.5})
     agent = make_agent(credential, in_alpha.schema)
-    seen: list[dict] = []
 
     async def scenario() -> None:
-        first_chunk = asyncio.Event()
-
-        async def listener(event: dict) -> None:
-            seen.append(event)
-            if event["type"] == "chunk":
-                first_chunk.set()
-
-        task = asyncio.create_task(
-            execution_run(
-                schema_name=in_alpha.schema,
-                request=ExecutionRequest(agent_ref=agent.id, message="go"),
-                listener=listener,
-            )
-        )
-        await asyncio.wait_for(first_chunk.wait(), 5)
-        task.cancel()
+        handle = await start(in_alpha.schema, agent, message="go")
+        caller = asyncio.create_task(handle.result())
+        async for event in handle.events():
+            if event is not None and event.type == "chunk":
+                break
+        caller.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            await caller
 
     async_to_sync(scenario)()
     execution = Execution.objects.get(agent=agent)
     assert execution.status == "cancelled"
     assert fake.wait_for(key, lambda request: request.get("client_closed") is True) < 2
-    assert "h" not in "".join(e.get("text", "") for e in seen if e["type"] == "chunk")
+    stored = "".join(e.data.get("text", "") for e in events_of(execution) if e.type == "chunk")
+    assert stored and "h" not in stored  # cut short: the last chunks were never streamed
+    assert events_of(execution)[-1].type == "cancelled"
 
 
 def test_agent_as_tool_runs_a_child_execution(in_alpha, llm, fake_llm):
@@ -238,11 +223,13 @@ def test_other_tenant_cannot_run_the_agent(alpha, bravo, llm):
 
 def test_a_blocking_execution_costs_five_queries(in_alpha):
     agent = make_agent(make_credential(kind="echo"), in_alpha.schema)
+    caller = principal_for(in_alpha.schema)  # the middleware's work, not the run's
     with CaptureQueriesContext(connection) as captured:
-        execution = run(in_alpha.schema, agent, message="count my queries")
+        execution = run(in_alpha.schema, agent, message="count my queries", principal=caller)
     assert execution.status == "completed" and execution.output
     statements = [q["sql"].split()[0] for q in captured.captured_queries]
     work = [s for s in statements if s not in {"SET", "SAVEPOINT", "RELEASE"}]
-    # agent+credential, prices, INSERT execution, INSERT events, UPDATE execution
+    # agent+credential, prices, INSERT execution, then in one transaction: UPDATE execution,
+    # INSERT events (a quick blocking run writes its whole log with its end)
     assert len(work) <= 5, statements
     assert statements.count("SET") <= 2, statements

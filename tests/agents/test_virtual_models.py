@@ -11,9 +11,9 @@ from django_tenants.utils import schema_context
 
 from agents.models import AgentVersion, ModelPrice
 from agents.services.agents import agent_update
-from agents.services.executions import ExecutionRequest, execution_run_sync
 from config.errors import ValidationFailed
 from tests.agents.conftest import make_agent, make_credential
+from tests.runs import run as run_core
 
 
 @pytest.fixture
@@ -46,9 +46,7 @@ def pool(fake_llm, settings, in_alpha):
 
 
 def run(schema: str, agent, message: str = "hello"):
-    return execution_run_sync(
-        schema_name=schema, request=ExecutionRequest(agent_ref=agent.id, message=message)
-    )
+    return run_core(schema, agent, message=message)
 
 
 def test_cost_optimal_runs_on_the_cheapest_model(in_alpha, pool, fake_llm):

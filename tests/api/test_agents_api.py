@@ -7,10 +7,10 @@ import json
 from django_tenants.utils import schema_context
 
 from agents.models import Agent, AgentVersion
-from agents.services.executions import ExecutionRequest, execution_create
 from tenants.audit.models import AuditLog
 from tests.agents.conftest import make_credential
 from tests.api.conftest import patch
+from tests.runs import store_queued
 
 
 def _credential(persona, **kwargs):
@@ -101,7 +101,7 @@ def test_delete_disables_an_agent_with_executions(api, alpha):
     client = api(alpha.admin_key)
     agent_id = client.post("/agents", _body(credential)).json()["id"]
     with schema_context(alpha.schema):
-        execution_create(schema_name=alpha.schema, request=ExecutionRequest(agent_ref=agent_id))
+        store_queued(alpha.schema, Agent.objects.get(pk=agent_id))
     response = client.delete(f"/agents/{agent_id}")
     assert response.status_code == 200
     assert response.json()["enabled"] is False and response.json()["version"] == 2

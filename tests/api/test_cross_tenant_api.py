@@ -7,18 +7,15 @@ import json
 from django_tenants.utils import schema_context
 
 from agents.models import Agent, Execution
-from agents.services.executions import ExecutionRequest, execution_create
 from tests.api.conftest import patch
+from tests.runs import store_queued
 
 
 def test_bravo_gets_404_on_every_alpha_url_and_changes_nothing(api, llm_agent, bravo, fake_llm):
     alpha = llm_agent.persona
     agent = llm_agent.agent
     with schema_context(alpha.schema):
-        execution = execution_create(
-            schema_name=alpha.schema,
-            request=ExecutionRequest(agent_ref=agent.id, context={"secret": "alpha-only"}),
-        )
+        execution = store_queued(alpha.schema, agent, context={"secret": "alpha-only"})
     client = api(bravo.admin_key)
     execute_body = {"input": {"message": "hi"}}
     for ref in (agent.id, agent.slug):

@@ -10,8 +10,8 @@ from django_tenants.utils import schema_context
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from agents.models import Execution, ExecutionStatus
-from agents.services.executions import ExecutionRequest, execution_create
 from tenants.audit.models import AuditLog
+from tests.runs import store_queued
 
 
 def test_blocking_execute_returns_the_original_shape_with_usage(api, llm_agent, fake_llm):
@@ -159,11 +159,7 @@ def test_detail_lists_attempts_usage_and_timestamps(api, llm_agent, fake_llm):
 
 
 def _stored(persona, agent, **context):
-    with schema_context(persona.schema):
-        return execution_create(
-            schema_name=persona.schema,
-            request=ExecutionRequest(agent_ref=agent.id, context=context),
-        )
+    return store_queued(persona.schema, agent, context=context)
 
 
 def test_list_filters_and_pagination(api, llm_agent, make_llm_agent):

@@ -7,8 +7,9 @@ import uuid
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from agents.models import Execution, IdempotencyRecord
-from agents.services.idempotency import request_fingerprint
+from agents.core.idempotency import body_fingerprint
+from agents.models import Execution, ExecutionStatus, IdempotencyRecord
+from tests.runs import store_queued
 
 
 def _key() -> dict[str, str]:
@@ -86,23 +87,66 @@ def test_background_runs_are_idempotent_too(api, llm_agent):
         assert Execution.objects.count() == 1
 
 
-def test_a_repeat_while_the_first_still_runs_is_409_in_progress(api, llm_agent, settings, fake_llm):
-    settings.IDEMPOTENCY_WAIT_SECONDS = 0.2
-    principal_key = llm_agent.persona.user_key
-    path = f"/agents/{llm_agent.agent.id}/execute"
-    body = {"input": {"message": "slow"}}
-    client = api(principal_key)
-    whoami = client.get("/auth/whoami").json()
+def _scope_of(client) -> str:
     from tenants.models import ApiKey
 
+    whoami = client.get("/auth/whoami").json()
     api_key = ApiKey.objects.get(prefix=whoami["principal"].split(":", 1)[1])
-    scope = f"api_key:{api_key.id}"
+    return f"api_key:{api_key.id}"
+
+
+def test_a_repeat_waits_for_the_first_run_then_gets_409_in_progress(
+    api, llm_agent, settings, fake_llm
+):
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0.2
+    path = f"/agents/{llm_agent.agent.id}/execute"
+    body = {"input": {"message": "slow"}}
+    client = api(llm_agent.persona.user_key)
+    key = f"key-{uuid.uuid4().hex}"
+    # The key's first request started this run, which is still going (elsewhere).
+    first = store_queued(llm_agent.persona.schema, llm_agent.agent, message="slow")
+    with schema_context(llm_agent.persona.schema):
+        Execution.objects.filter(pk=first.pk).update(
+            status=ExecutionStatus.RUNNING, started_at=timezone.now()
+        )
+        IdempotencyRecord.objects.create(
+            scope=_scope_of(client),
+            key=key,
+            fingerprint=body_fingerprint(agent_ref=llm_agent.agent.id, mode=None, body=body),
+            method="RUN",
+            state="completed",
+            execution_id=first.pk,
+        )
+    response = client.post(path, body, {"Idempotency-Key": key})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_in_progress"
+    assert response["Retry-After"] == "1"
+    assert fake_llm.requests(llm_agent.key) == []
+    # Once that run has ended (here: its process died and the sweeper failed it), a repeat
+    # gets its result: the key never starts a second run.
+    with schema_context(llm_agent.persona.schema):
+        Execution.objects.filter(pk=first.pk).update(
+            status=ExecutionStatus.FAILED, error_code="worker_lost"
+        )
+    response = client.post(path, body, {"Idempotency-Key": key})
+    assert response.status_code == 200 and response["Idempotent-Replayed"] == "true"
+    assert response.json()["execution_id"] == first.pk
+    assert response.json()["error_code"] == "worker_lost"
+    assert fake_llm.requests(llm_agent.key) == []
+
+
+def test_a_pending_key_of_an_older_release_is_taken_over_once_its_lease_passed(
+    api, llm_agent, settings, fake_llm
+):
+    path = f"/agents/{llm_agent.agent.id}/execute"
+    body = {"input": {"message": "hi"}}
+    client = api(llm_agent.persona.user_key)
     key = f"key-{uuid.uuid4().hex}"
     with schema_context(llm_agent.persona.schema):
         IdempotencyRecord.objects.create(
-            scope=scope,
+            scope=_scope_of(client),
             key=key,
-            fingerprint=request_fingerprint(method="POST", path=path, body=body, scope=scope),
+            fingerprint=body_fingerprint(agent_ref=llm_agent.agent.id, mode=None, body=body),
             method="POST",
             path=path,
             locked_until=timezone.now() + timezone.timedelta(minutes=5),
@@ -110,9 +154,6 @@ def test_a_repeat_while_the_first_still_runs_is_409_in_progress(api, llm_agent, 
     response = client.post(path, body, {"Idempotency-Key": key})
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_in_progress"
-    assert response["Retry-After"] == "1"
-    assert fake_llm.requests(llm_agent.key) == []
-    # The owner died: once its lease has passed, the next request takes the key over.
     with schema_context(llm_agent.persona.schema):
         IdempotencyRecord.objects.filter(key=key).update(
             locked_until=timezone.now() - timezone.timedelta(seconds=1)

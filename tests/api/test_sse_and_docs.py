@@ -9,10 +9,11 @@ from asgiref.sync import async_to_sync
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from agents.api.streaming import frame, sse_events
+from agents.api.sse import frame, sse_events
+from agents.core import cancel_execution
 from agents.models import Execution
-from agents.services.executions import ExecutionRequest, execution_cancel, execution_create
 from tenants.context import in_schema
+from tests.runs import store_queued
 
 
 def test_frames_split_multiline_text_per_the_sse_spec():
@@ -24,9 +25,7 @@ def test_a_silent_stream_sends_keep_alives_and_ends_on_cancel(live_agent, settin
     settings.SSE_HEARTBEAT_SECONDS = 0.2
     alpha = live_agent.persona
     with schema_context(alpha.schema):
-        queued = execution_create(
-            schema_name=alpha.schema, request=ExecutionRequest(agent_ref=live_agent.agent.id)
-        )
+        queued = store_queued(alpha.schema, live_agent.agent, message=None)
 
     async def scenario() -> list[bytes]:
         frames: list[bytes] = []
@@ -39,7 +38,7 @@ def test_a_silent_stream_sends_keep_alives_and_ends_on_cancel(live_agent, settin
         await asyncio.sleep(0.7)
         await in_schema(
             alpha.schema,
-            lambda: execution_cancel(
+            lambda: cancel_execution(
                 schema_name=alpha.schema,
                 execution=Execution.objects.get(pk=queued.pk),
                 actor="tests",

@@ -9,10 +9,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from django_tenants.utils import schema_context
 
+from agents.core import cancel_execution, follow_events, read_events
 from agents.models import Execution
-from agents.services.executions import ExecutionRequest, execution_cancel, execution_run
-from agents.streaming.follow import follow_events, read_events
 from tests.agents.conftest import make_agent, make_credential
+from tests.runs import start
 
 
 @pytest.fixture
@@ -31,23 +31,9 @@ def test_a_follower_sees_every_event_live_in_order_and_stops_at_the_end(slow_age
     fake_llm.script(key, {"reply": "one two three four five six", "chunks": 6, "chunk_delay": 0.05})
 
     async def scenario() -> tuple[list, Execution]:
-        started: asyncio.Queue[str] = asyncio.Queue()
-
-        async def listener(event: dict) -> None:
-            if event["type"] == "execution.started":
-                await started.put(event["execution_id"])
-
-        run = asyncio.create_task(
-            execution_run(
-                schema_name=alpha.schema,
-                request=ExecutionRequest(agent_ref=agent.id, message="go"),
-                listener=listener,
-                live=True,
-            )
-        )
-        execution_id = await asyncio.wait_for(started.get(), 5)
-        seen = [event async for event in follow_events(alpha.schema, execution_id)]
-        return seen, await run
+        handle = await start(alpha.schema, agent, mode="streamed", message="go")
+        seen = [event async for event in follow_events(alpha.schema, handle.execution_id)]
+        return seen, await handle.result()
 
     seen, execution = async_to_sync(scenario)()
     assert [e.seq for e in seen] == list(range(1, len(seen) + 1))
@@ -63,11 +49,8 @@ def test_resume_after_a_cursor_gives_the_rest_without_duplicates(slow_agent, fak
     fake_llm.script(key, {"reply": "alpha beta gamma", "chunks": 3})
 
     async def scenario() -> tuple[list, list]:
-        execution = await execution_run(
-            schema_name=alpha.schema,
-            request=ExecutionRequest(agent_ref=agent.id, message="go"),
-            live=True,
-        )
+        handle = await start(alpha.schema, agent, mode="streamed", message="go")
+        execution = await handle.result()
         everything = await read_events(alpha.schema, execution.id)
         resumed = [event async for event in follow_events(alpha.schema, execution.id, after=2)]
         return everything, resumed
@@ -81,33 +64,23 @@ def test_cancel_request_stops_a_running_execution(slow_agent, fake_llm):
     fake_llm.script(key, {"reply": "w " * 40, "chunks": 40, "chunk_delay": 0.1})
 
     async def scenario() -> Execution:
-        started: asyncio.Queue[str] = asyncio.Queue()
-
-        async def listener(event: dict) -> None:
-            if event["type"] == "chunk" and event["sequence"] == 1:
-                await started.put("go")
-
-        run = asyncio.create_task(
-            execution_run(
-                schema_name=alpha.schema,
-                request=ExecutionRequest(agent_ref=agent.id, message="go"),
-                listener=listener,
-                live=True,
-            )
-        )
-        await asyncio.wait_for(started.get(), 5)
+        handle = await start(alpha.schema, agent, mode="streamed", message="go")
+        async for event in handle.events():
+            if event is not None and event.type == "chunk":
+                break
         from tenants.context import in_schema
 
         running = await in_schema(alpha.schema, lambda: Execution.objects.get(agent=agent))
         receipt = await in_schema(
             alpha.schema,
-            execution_cancel,
+            cancel_execution,
             schema_name=alpha.schema,
             execution=running,
             actor="tests",
         )
         assert receipt["cancel_requested"] is True
-        return await asyncio.wait_for(run, 5)  # returns normally: it was the run that was cancelled
+        # The run returns normally: it was the run that was cancelled, not its caller.
+        return await asyncio.wait_for(handle.result(), 5)
 
     execution = async_to_sync(scenario)()
     assert execution.status == "cancelled"

@@ -21,9 +21,9 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from agents.models import Agent, Execution, ExecutionEvent
-from agents.services.executions import ExecutionRequest, execution_create
 from tests.agents.conftest import make_agent, make_credential
 from tests.conftest import ROOT, Persona
+from tests.runs import store_queued
 
 # Short enough for tests; production defaults are in config/settings.py.
 FAST_WORKER_ENV = {
@@ -181,12 +181,7 @@ def scripted_agent(
 
 
 def create_queued(scripted: Scripted, message: str = "go") -> str:
-    with schema_context(scripted.persona.schema):
-        execution = execution_create(
-            schema_name=scripted.persona.schema,
-            request=ExecutionRequest(agent_ref=scripted.agent.id, message=message),
-        )
-    return execution.id
+    return store_queued(scripted.persona.schema, scripted.agent, message=message).id
 
 
 def execution_of(schema: str, execution_id: str) -> Execution:

@@ -14,11 +14,13 @@ from asgiref.sync import async_to_sync
 from django_tenants.utils import schema_context
 from procrastinate.contrib.django import app
 
+from agents.core import cancel_execution as execution_cancel
+from agents.core import follow
+from agents.core.hub import get_hub
+from agents.core.queue import dequeue as execution_dequeue
+from agents.core.queue import enqueue as execution_enqueue
 from agents.models import Execution
-from agents.services.executions import execution_cancel
-from agents.streaming import follow
-from agents.streaming.hub import get_hub
-from agents.tasks import execution_dequeue, execution_enqueue, run_execution
+from agents.tasks import run_execution
 from tenants.context import MissingTenant
 from tests.worker.conftest import (
     create_queued,

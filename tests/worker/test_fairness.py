@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from django_tenants.utils import schema_context
 
+from agents.core.queue import enqueue as execution_enqueue
+from agents.core.queue import execution_job_ids
+from agents.core.queue import queue_position as execution_queue_position
 from agents.models import Execution
-from agents.services.scheduling import execution_queue_position
-from agents.tasks import execution_enqueue
 from tests.worker.conftest import create_queued, execution_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,16 +25,31 @@ def submit(scripted: Any) -> str:
     return execution_id
 
 
-def test_queue_positions_put_a_light_tenant_ahead_of_a_heavy_tenants_backlog(
+def _priority(schema: str, execution_id: str) -> int:
+    from django.db import connection
+
+    (job_id,) = execution_job_ids(schema, execution_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT priority FROM procrastinate_jobs WHERE id = %s", [job_id])
+        return int(cursor.fetchone()[0])
+
+
+def test_a_light_tenant_goes_ahead_of_a_heavy_backlog_and_positions_stay_private(
     scripted_agent: Any,
 ) -> None:
     alpha, bravo = scripted_agent("alpha"), scripted_agent("bravo")
     heavy = [submit(alpha) for _ in range(3)]
     light = submit(bravo)
 
+    # Workers take the highest priority first: bravo's one job passes alpha's second and third.
+    priorities = [_priority(alpha.persona.schema, e) for e in heavy]
+    assert priorities == sorted(priorities, reverse=True)
+    assert priorities[1] < _priority(bravo.persona.schema, light) <= priorities[0]
+    # A tenant's queue position counts its own jobs only: how busy others are is not its
+    # business (bravo's job is first of bravo's, whatever alpha has waiting).
     positions = [execution_queue_position(alpha.persona.schema, e) for e in heavy]
-    assert positions == [1, 3, 4]
-    assert execution_queue_position(bravo.persona.schema, light) == 2
+    assert positions == [1, 2, 3]
+    assert execution_queue_position(bravo.persona.schema, light) == 1
     # Another tenant's schema never finds the job; an unknown execution has no place.
     assert execution_queue_position(bravo.persona.schema, heavy[0]) is None
     assert execution_queue_position(alpha.persona.schema, "exec_unknown") is None

@@ -14,9 +14,10 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from agents.core import queue
+from agents.core.queue import enqueue as execution_enqueue
 from agents.models import Execution, ExecutionEvent
-from agents.services import scheduling
-from agents.tasks import execution_enqueue, recover_orphaned_executions
+from agents.tasks import recover_orphaned_executions
 from tests.worker.conftest import (
     RECOVERY_BOUND_SECONDS,
     create_queued,
@@ -61,9 +62,11 @@ def test_a_run_killed_with_its_worker_is_restarted_and_completes(
     assert execution.output == "second time lucky"
     events = events_of(schema, execution_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no gap, no duplicate
-    restarts = [e for e in events if e.type == "thinking" and e.data.get("reason") == "worker_lost"]
+    restarts = [e for e in events if e.type == "reset" and e.data.get("reason") == "worker_lost"]
     assert len(restarts) == 1
     assert restarts[0].data["message"] == "restarted after worker loss"
+    # Every client drops the text it had: the restarted run streams the answer from the start.
+    assert restarts[0].data["discard_from_sequence"] == 1
     assert next(e.type for e in events if e.seq > restarts[0].seq) == "execution.started"
     assert events[-1].type == "complete"
 
@@ -156,18 +159,18 @@ def test_the_sweeper_restarts_requeues_and_fails_executions_whose_job_is_gone(
     counts = async_to_sync(recover_orphaned_executions)()
 
     assert counts == {"restart": 1, "requeue": 2, "failed": 1}
-    assert scheduling.execution_job_ids(schema, never_claimed, ["todo"])  # runs as accepted
+    assert queue.execution_job_ids(schema, never_claimed, ["todo"])  # runs as accepted
     assert execution_of(schema, died_mid_run).status == "queued"
-    assert [e.type for e in events_of(schema, died_mid_run)] == ["execution.started", "thinking"]
-    assert scheduling.execution_job_ids(schema, died_mid_run, ["todo"])  # a fresh job waits
+    assert [e.type for e in events_of(schema, died_mid_run)] == ["execution.started", "reset"]
+    assert queue.execution_job_ids(schema, died_mid_run, ["todo"])  # a fresh job waits
     assert execution_of(schema, lost_job).status == "queued"
-    assert scheduling.execution_job_ids(schema, lost_job, ["todo"])
+    assert queue.execution_job_ids(schema, lost_job, ["todo"])
     failed = execution_of(schema, foreground)
     assert (failed.status, failed.error_code) == ("failed", "worker_lost")
     assert events_of(schema, foreground)[-1].type == "error"
     # Just queued and waiting for its job to be written: left alone.
     assert execution_of(schema, young).status == "queued"
-    assert not scheduling.execution_job_ids(schema, young)
+    assert not queue.execution_job_ids(schema, young)
 
 
 def test_past_the_shutdown_timeout_the_worker_leaves_its_run_to_the_next_worker(

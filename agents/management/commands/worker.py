@@ -5,7 +5,7 @@ One process runs two procrastinate workers on one event loop:
 - ``maintenance`` with one slot for the sweeper and the cleanup, so that recovery never waits
   behind a full house of long runs.
 
-The process also starts its :class:`~agents.streaming.hub.EventHub` before taking jobs, so a
+The process also starts its :class:`~agents.core.hub.EventHub` before taking jobs, so a
 cancel request (NOTIFY ``execution_cancel``) from any web process reaches the runs here.
 
 SIGTERM/SIGINT: stop taking jobs and let running ones finish (``WORKER_SHUTDOWN_TIMEOUT_SECONDS``,
@@ -30,9 +30,8 @@ from procrastinate.app import App
 from procrastinate.contrib.django import app
 from procrastinate.worker import Worker
 
-from agents.services.scheduling import EXECUTIONS_QUEUE
-from agents.streaming.hub import get_hub
-from agents.tasks import MAINTENANCE_QUEUE
+from agents.core.hub import get_hub
+from agents.core.queue import EXECUTIONS_QUEUE, MAINTENANCE_QUEUE
 
 logger = logging.getLogger("agents.worker")
 

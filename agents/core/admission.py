@@ -1,0 +1,145 @@
+"""Admitting a run: the checks that need the database, and the stored execution.
+
+One sync function, run in the tenant's schema, does everything before a run may start: the
+``Idempotency-Key`` (a repeat gets what its key already produced), the agent (exists, enabled),
+the input against the agent's input schema, then the ``Execution`` row: ``running`` for a run
+that starts at once in this process (blocking, streamed), ``queued`` with its job for a
+background run (the job joins the same transaction: a rolled-back admission leaves neither).
+A certain failure is a refusal (``DomainError``, 4xx) here, never a stored failed execution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.core import queue
+from agents.core.claim import Claimed, load_for_run
+from agents.core.idempotency import (
+    IdempotencyInProgress,
+    IdempotencyKey,
+    IdempotencyKeyReused,
+    ReplayedRefusal,
+    record_refusal,
+    reserve,
+)
+from agents.core.requests import RunRequest
+from agents.engine import ExecutionInput, InvalidInput, MappingError, map_input, validate_input
+from agents.models import Agent, Execution, ExecutionStatus, new_execution_id
+from agents.services.agents import agent_get
+from config.errors import DomainError, ValidationFailed
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A stored execution, and (for a run that starts here and now) what it runs with."""
+
+    execution: Execution
+    claimed: Claimed | None = None
+    # True when an Idempotency-Key repeat found the execution its first request started.
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked, for the record: the principal's audit name and the request's id."""
+
+    actor: str
+    request_id: str = ""
+    parent_id: str | None = None
+    depth: int = 0
+
+
+def check_input_schema(agent: Agent, request: RunRequest, schema_name: str) -> None:
+    """Refuse, before anything runs, an input that does not match the agent's input schema.
+
+    The engine checks the same thing (and stays the authority); checking here turns a certain
+    failure into a 400 instead of a stored failed execution, on every interface.
+    """
+    if agent.input_schema is None:
+        return
+    mapping = request.input_mapping if request.input_mapping is not None else agent.input_mapping
+    context = {**request.context, "tenant_id": schema_name, "execution_id": ""}
+    try:
+        mapped = map_input(
+            context,
+            mapping or {},
+            ExecutionInput(message=request.message, parameters=request.parameters),
+        )
+        validate_input(mapped, agent.input_schema)
+    except InvalidInput as exc:
+        raise ValidationFailed(f"input: {exc.message}", details={"input": [exc.message]}) from None
+    except MappingError:
+        return  # the engine reports a broken mapping as a failed execution, with its code
+
+
+def _replay(execution_id: str) -> Admitted:
+    execution = Execution.objects.select_related("agent").get(pk=execution_id)
+    return Admitted(execution, None, replayed=True)
+
+
+def _store(
+    schema_name: str, agent: Agent, request: RunRequest, origin: Origin, execution_id: str
+) -> Execution:
+    background = request.mode == "background"
+    execution = Execution(
+        id=execution_id,
+        agent=agent,
+        agent_version=agent.version,
+        request_input={"message": request.message, "parameters": request.parameters},
+        options=request.options(),
+        status=ExecutionStatus.QUEUED if background else ExecutionStatus.RUNNING,
+        started_at=None if background else timezone.now(),
+        requested_model=agent.model,
+        parent_id=origin.parent_id,
+        principal=origin.actor[:200],
+        request_id=origin.request_id[:128],
+    )
+    # The platform owns tenant_id and execution_id in the context: a caller cannot set them.
+    execution.context = {**request.context, "tenant_id": schema_name, "execution_id": execution_id}
+    execution.save(force_insert=True)
+    return execution
+
+
+def admit(
+    schema_name: str, request: RunRequest, origin: Origin, key: IdempotencyKey | None = None
+) -> Admitted:
+    """Check and store one run (sync, in ``schema_name``). Raises ``DomainError`` (4xx) for a
+    run that may not start; with a key, that refusal is stored for the key's repeats."""
+    execution_id = new_execution_id()
+    background = request.mode == "background"
+    # A transaction only where two writes must stand or fall together (the key, the job).
+    atomic = transaction.atomic() if key is not None or background else contextlib.nullcontext()
+    try:
+        with atomic:
+            if key is not None:
+                prior = reserve(key, execution_id=execution_id)
+                if prior is not None:
+                    if prior.refusal is not None:
+                        raise prior.refusal
+                    return _replay(prior.execution_id)
+            agent = agent_get(request.agent_ref)
+            if not agent.enabled:
+                raise ValidationFailed("agent_id: the agent is disabled")
+            check_input_schema(agent, request, schema_name)
+            execution = _store(schema_name, agent, request, origin, execution_id)
+            if background:
+                queue.enqueue(schema_name=schema_name, execution_id=execution_id)
+                return Admitted(execution)
+            claimed = load_for_run(
+                schema_name,
+                agent=agent,
+                execution=execution,
+                request=request,
+                depth=origin.depth,
+            )
+            return Admitted(execution, claimed)
+    except (ReplayedRefusal, IdempotencyKeyReused, IdempotencyInProgress):
+        raise  # about the key itself, not an answer to store under it
+    except DomainError as exc:
+        if key is not None:
+            record_refusal(key, exc)
+        raise

@@ -1,0 +1,160 @@
+"""Running a claimed execution: the engine, fed from and writing to the stored event log.
+
+This is the only place that calls the engine. Whatever started the run (a blocking request, a
+stream, a worker, an agent tool), the run writes its events as they happen (watchers anywhere
+see it live), answers cancel requests from any process, and stores its end exactly once
+(:mod:`agents.core.finish`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from django.conf import settings
+
+from agents.core.admission import Origin, admit
+from agents.core.claim import Claimed
+from agents.core.event_log import EventLog
+from agents.core.finish import finish
+from agents.core.hub import get_hub
+from agents.core.requests import RunRequest
+from agents.engine import (
+    AgentRun,
+    CallConfig,
+    CompositeToolRunner,
+    ExecutionInput,
+    ExecutionResult,
+    HttpTool,
+    RetryConfig,
+    ToolCallContext,
+    ToolOutcome,
+    start_agent,
+)
+from agents.models import Execution, ExecutionStatus
+from config.errors import DomainError
+from tenants.context import in_schema
+
+# Agent-as-tool calls may nest this deep (an agent calling an agent calling an agent).
+MAX_AGENT_TOOL_DEPTH = 3
+# A blocking run writes its events live once it has lasted this long: a quick one stores its
+# whole log with its end (fewer statements per run), a long one is still watched live.
+BLOCKING_LIVE_AFTER_SECONDS = 0.05
+DEFAULT_RETRY_ON = ("timeout", "rate_limit", "network_error")
+
+
+def call_config(request: RunRequest) -> CallConfig:
+    """The engine's per-call overrides from a run request."""
+    params = request.parameters
+    retry = None
+    if request.retry:
+        retry = RetryConfig(
+            max_attempts=int(request.retry.get("max_attempts", 3)),
+            backoff_seconds=float(request.retry.get("backoff_seconds", 10)),
+            retry_on_errors=tuple(request.retry.get("retry_on_errors", DEFAULT_RETRY_ON)),
+        )
+    return CallConfig(
+        input_mapping=request.input_mapping,
+        output_mapping=request.output_mapping,
+        timeout_seconds=request.timeout_seconds,
+        retry=retry,
+        temperature=params.get("temperature"),
+        max_tokens=params.get("max_tokens"),
+        top_p=params.get("top_p"),
+        frequency_penalty=params.get("frequency_penalty"),
+        presence_penalty=params.get("presence_penalty"),
+    )
+
+
+class AgentToolRunner:
+    """Runs an agent of the same tenant as a tool: a child execution, linked to its parent,
+    admitted and run through the same core as every other run."""
+
+    def __init__(self, claimed: Claimed) -> None:
+        self.claimed = claimed
+
+    async def call(
+        self, name: str, arguments: dict[str, Any], *, context: ToolCallContext
+    ) -> ToolOutcome:
+        parent = self.claimed
+        if parent.depth >= MAX_AGENT_TOOL_DEPTH:
+            return ToolOutcome(f"agent tools may nest at most {MAX_AGENT_TOOL_DEPTH} deep", True)
+        target = str(context.definition.config.get("agent", ""))
+        message = arguments.get("message")
+        child = RunRequest(
+            agent_ref=target,
+            context={"custom_context": {"arguments": arguments}},
+            message=message if isinstance(message, str) else json.dumps(arguments, default=str),
+        )
+        origin = Origin(
+            actor=parent.execution.principal,
+            request_id=parent.execution.request_id,
+            parent_id=parent.execution_id,
+            depth=parent.depth + 1,
+        )
+        try:
+            admitted = await in_schema(parent.schema_name, admit, parent.schema_name, child, origin)
+        except DomainError as exc:
+            return ToolOutcome(exc.message, True)
+        assert admitted.claimed is not None  # a blocking run is claimed at admission
+        execution = await run_claimed(admitted.claimed)
+        if execution.status != ExecutionStatus.COMPLETED:
+            return ToolOutcome(
+                f"agent {target} ended {execution.status}: {execution.error_message}", True
+            )
+        output = execution.output
+        return ToolOutcome(
+            output if isinstance(output, str) else json.dumps(output, default=str), False
+        )
+
+
+def tool_runner(claimed: Claimed) -> CompositeToolRunner:
+    return CompositeToolRunner(
+        {
+            "http": HttpTool(allowed_private=tuple(settings.PROVIDER_ALLOWED_PRIVATE)),
+            "agent": AgentToolRunner(claimed),
+        }
+    )
+
+
+async def run_claimed(claimed: Claimed) -> Execution:
+    """Run a claimed execution to its terminal state and return the stored row.
+
+    A cancel request (from any process) ends it as ``cancelled`` and it returns normally. If
+    the task running this is cancelled (a caller that went away and asked for it), the run is
+    cancelled, stored as ``cancelled``, and ``CancelledError`` propagates.
+    """
+    schema_name = claimed.schema_name
+    request = claimed.request
+    log = EventLog(
+        schema_name=schema_name,
+        execution_id=claimed.execution_id,
+        next_seq=claimed.next_seq,
+        live_after=BLOCKING_LIVE_AFTER_SECONDS if request.mode == "blocking" else 0.0,
+    )
+    run = start_agent(
+        agent=claimed.snapshot,
+        context=claimed.execution.context,
+        input=ExecutionInput(message=request.message, parameters=request.parameters),
+        config=call_config(request),
+        emit=log.emit,
+        tools=tool_runner(claimed),
+        prices=claimed.prices,
+        models=claimed.models,
+    )
+    log.on_superseded = run.cancel
+    with get_hub().running(schema_name, claimed.execution_id, run.cancel):
+        try:
+            result = await run.result()
+        except asyncio.CancelledError:
+            # Our caller went away: stop the run, let it close upstream, store it.
+            run.cancel()
+            result = await asyncio.shield(_settle(run))
+            await asyncio.shield(finish(schema_name, claimed.execution, result, log))
+            raise
+    return await finish(schema_name, claimed.execution, result, log)
+
+
+async def _settle(run: AgentRun) -> ExecutionResult:
+    return await run.result()

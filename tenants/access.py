@@ -1,0 +1,196 @@
+"""Who is calling and what they may do: the one home of access control, for every interface.
+
+- :func:`resolve_caller` turns a host and a bearer credential into a tenant and a principal
+  with the platform's rules: the credential decides the tenant of an API call, the Host the
+  tenant of a browser; they must agree; ``X-Tenant-ID`` must name the credential's tenant; a
+  suspended tenant is refused; a bad credential is audited in the tenant it names. The HTTP
+  middleware (``tenants.middleware``) and the WebSocket handshake (``tenants.channels``) both
+  call it; neither has rules of its own.
+- :func:`authorize` checks one permission of a principal and audits a denial, for DRF views,
+  the SSE views, the WebSocket consumer, the admin and the execution core.
+- :func:`served_host` says whether a host serves the platform, a tenant, or nothing.
+
+Every query here runs in the public schema; callers outside a request enter it themselves
+(``in_public``) as the tenancy rules require.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest
+
+from config.errors import PermissionRefused
+from tenants.audit.models import AuditOutcome
+from tenants.audit.services import audit_record
+from tenants.authentication import CredentialRejected, authenticate_bearer, bearer_from_header
+from tenants.models import Tenant
+from tenants.principals import Principal
+from tenants.roles import Permission
+from tenants.selectors import tenant_for_host
+
+logger = logging.getLogger(__name__)
+
+# Longer than any API key or token we issue (tokens are capped at 4 KiB): refused unread.
+MAX_CREDENTIAL_CHARS = 8192
+
+
+class AccessRefused(Exception):
+    """The caller may not go on. ``status``/``code``/``message`` are safe to show."""
+
+    def __init__(self, status: int, code: str, message: str, *, challenge: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        # 401s carry a WWW-Authenticate challenge over HTTP.
+        self.challenge = challenge
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The resolved caller: a tenant (None on a platform host without a credential) and, when
+    a credential was given, its principal."""
+
+    tenant: Tenant | None
+    principal: Principal | None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a call came in, for the audit log."""
+
+    path: str
+    transport: str  # "http", "websocket", ...
+    client: str | None = None
+    # Over HTTP: the request (its client address and request id go into the audit entry).
+    request: HttpRequest | None = None
+
+
+def served_host(host: str) -> tuple[bool, Tenant | None]:
+    """(served, tenant): a public host is served without a tenant; a tenant's domain with its
+    tenant (suspended ones included: refusing them is :func:`resolve_caller`'s job)."""
+    if host in settings.PUBLIC_HOSTS:
+        return True, None
+    tenant = tenant_for_host(host)
+    return tenant is not None, tenant
+
+
+def _audit_auth_failure(tenant: Tenant | None, reason: str, origin: Origin) -> None:
+    if tenant is None:
+        logger.info("authentication failure naming no tenant: %s", reason)
+        return
+    audit_record(
+        schema_name=tenant.schema_name,
+        actor="anonymous",
+        action="auth.failure",
+        outcome=AuditOutcome.FAILURE,
+        request=origin.request,
+        details={
+            "reason": reason,
+            "path": origin.path,
+            "transport": origin.transport,
+            "client": origin.client,
+        },
+    )
+
+
+def resolve_caller(
+    *,
+    host_tenant: Tenant | None,
+    authorization: str | None = None,
+    credential: str | None = None,
+    claimed_tenant: str | None = None,
+    origin: Origin,
+) -> Caller:
+    """The caller of one request or connection (sync, public schema). ``host_tenant``: the
+    tenant whose domain the call came to (None on a platform host); ``authorization``: an
+    ``Authorization`` header value (must be ``Bearer …``), or ``credential``: a bare API key or
+    token (a WebSocket's ``auth`` message); ``claimed_tenant``: an ``X-Tenant-ID`` header.
+    Raises :class:`AccessRefused` (audited where a tenant is named).
+    """
+    tenant = host_tenant
+    principal: Principal | None = None
+    if authorization:
+        credential = bearer_from_header(authorization) or ""
+    if authorization or credential is not None:
+        try:
+            if not credential:
+                raise CredentialRejected("authorization header is not a bearer credential")
+            if len(credential) > MAX_CREDENTIAL_CHARS:
+                raise CredentialRejected("oversized credential")
+            authenticated = authenticate_bearer(credential)
+        except CredentialRejected as rejected:
+            _audit_auth_failure(rejected.tenant or host_tenant, rejected.reason, origin)
+            raise AccessRefused(
+                401, "not_authenticated", "Invalid credentials.", challenge=True
+            ) from None
+        if host_tenant is not None and host_tenant.pk != authenticated.tenant.pk:
+            _audit_auth_failure(host_tenant, "credential of another tenant", origin)
+            raise AccessRefused(
+                403, "tenant_mismatch", "The credential does not belong to this host's tenant."
+            )
+        tenant = authenticated.tenant
+        principal = authenticated.principal
+    if claimed_tenant is not None and (
+        principal is None or tenant is None or claimed_tenant != tenant.slug
+    ):
+        if tenant is not None:
+            _audit_auth_failure(tenant, f"X-Tenant-ID {claimed_tenant[:60]!r} disagrees", origin)
+        raise AccessRefused(
+            403, "tenant_mismatch", "X-Tenant-ID must name the credential's tenant."
+        )
+    if tenant is not None and not tenant.is_active:
+        raise AccessRefused(403, "tenant_suspended", "This tenant is suspended.")
+    return Caller(tenant, principal)
+
+
+def _audit_denial(
+    principal: Principal,
+    permission: Permission,
+    request: HttpRequest | None,
+    details: dict[str, Any],
+) -> None:
+    audit_record(
+        schema_name=principal.schema_name,
+        actor=principal.audit_actor,
+        action="permission.denied",
+        outcome=AuditOutcome.DENIED,
+        request=request,
+        details={"permission": str(permission), "role": principal.role, **details},
+    )
+
+
+def authorize(
+    principal: Principal,
+    permission: Permission,
+    *,
+    request: HttpRequest | None = None,
+    **details: Any,
+) -> None:
+    """Allow, or audit the denial in the principal's tenant and raise ``PermissionRefused``
+    (403). ``details`` say where (method, path, message type) for the audit entry. Sync."""
+    if principal.can(permission):
+        return
+    _audit_denial(principal, permission, request, details)
+    raise PermissionRefused("Your role does not allow this operation.")
+
+
+async def authorize_async(
+    principal: Principal,
+    permission: Permission,
+    *,
+    request: HttpRequest | None = None,
+    **details: Any,
+) -> None:
+    """:func:`authorize` for async code (the audit write runs on the database thread)."""
+    if principal.can(permission):
+        return
+    await sync_to_async(_audit_denial, thread_sensitive=True)(
+        principal, permission, request, details
+    )
+    raise PermissionRefused("Your role does not allow this operation.")
