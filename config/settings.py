@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.database import resolve_database
-from config.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from config.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_secret,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
@@ -29,6 +37,9 @@ ALLOWED_HOSTS = env_list(
 # names the tenant. Any other host must be a tenant's Domain.
 PUBLIC_HOSTS = env_list("PUBLIC_HOSTS", ["localhost", "127.0.0.1", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed. Empty: the header is
+# ignored and the peer address (REMOTE_ADDR) is the client, since anyone can send the header.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", [])
 
 # ---- applications: django-tenants splits them between the public and the tenant schemas ----
 SHARED_APPS = [
