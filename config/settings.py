@@ -186,6 +186,11 @@ if not JWT_SIGNING_KEYS and not DEBUG:
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int(
     "API_KEY_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0
 )
+# Refused credentials that only *name* a tenant (wrong secret for a known key prefix, a token's
+# unverified claim, garbage on a tenant's host) are written to that tenant's audit log at most
+# this often per minute and process; the rest are counted in the next entry ("suppressed").
+# Failures whose secret checked out (a revoked key, say) are always written.
+AUDIT_AUTH_FAILURES_PER_MINUTE = env_int("AUDIT_AUTH_FAILURES_PER_MINUTE", 30, minimum=1)
 
 # ---- agents and providers ----
 # "kid=<Fernet key>,old=<older key>": encrypts provider secrets at rest; the first key seals,

@@ -31,8 +31,7 @@ from django.db import close_old_connections, connection
 from django.http.request import split_domain_port, validate_host
 from django_tenants.utils import schema_context
 
-from tenants.audit.models import AuditOutcome
-from tenants.audit.services import audit_record, client_address, scope_meta
+from tenants.audit.services import audit_auth_failure, client_address, scope_meta
 from tenants.authentication import (
     Authenticated,
     CredentialRejected,
@@ -169,21 +168,19 @@ class TenantHostMiddleware:
         return await self.app({**scope, ORIGIN_SCOPE_KEY: origin}, receive, send)
 
 
-def _audit_failure(tenant: Tenant | None, reason: str, origin: ConnectionOrigin) -> None:
+def _audit_failure(
+    tenant: Tenant | None, reason: str, origin: ConnectionOrigin, *, proven: bool
+) -> None:
     if tenant is None:
         logger.info("websocket authentication failure naming no tenant: %s", reason)
         return
-    audit_record(
+    audit_auth_failure(
         schema_name=tenant.schema_name,
-        actor="anonymous",
-        action="auth.failure",
-        outcome=AuditOutcome.FAILURE,
-        details={
-            "reason": reason,
-            "path": origin.path,
-            "transport": "websocket",
-            "client": origin.client,
-        },
+        reason=reason,
+        proven=proven,
+        path=origin.path,
+        client=origin.client,
+        transport="websocket",
     )
 
 
@@ -193,11 +190,17 @@ def _authenticate(origin: ConnectionOrigin, credential: str) -> Authenticated:
             raise CredentialRejected("oversized credential")
         authenticated = authenticate_bearer(credential)
     except CredentialRejected as rejected:
-        _audit_failure(rejected.tenant or origin.host_tenant, rejected.reason, origin)
+        _audit_failure(
+            rejected.tenant or origin.host_tenant,
+            rejected.reason,
+            origin,
+            proven=rejected.proven and rejected.tenant is not None,
+        )
         raise ConnectionRefused("Invalid credentials.") from None
     host_tenant = origin.host_tenant
     if host_tenant is not None and host_tenant.pk != authenticated.tenant.pk:
-        _audit_failure(host_tenant, "credential of another tenant", origin)
+        # Proven for the credential's tenant, not for this host's: anyone picks the host.
+        _audit_failure(host_tenant, "credential of another tenant", origin, proven=False)
         raise ConnectionRefused("The credential does not belong to this host's tenant.")
     if not authenticated.tenant.is_active:
         raise ConnectionRefused("This tenant is suspended.")

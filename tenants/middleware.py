@@ -21,8 +21,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve, set_urlconf
 
 from config.errors import error_response
-from tenants.audit.models import AuditOutcome
-from tenants.audit.services import audit_record
+from config.middleware import request_id_for
+from tenants.audit.services import audit_auth_failure, client_address
 from tenants.authentication import CredentialRejected, authenticate_bearer, bearer_from_header
 from tenants.models import Tenant
 from tenants.selectors import tenant_for_host
@@ -79,7 +79,12 @@ class TenantResolutionMiddleware:
                     raise CredentialRejected("authorization header is not a bearer credential")
                 authenticated = authenticate_bearer(credential)
             except CredentialRejected as rejected:
-                self._audit_failure(request, rejected.tenant or host_tenant, rejected.reason)
+                self._audit_failure(
+                    request,
+                    rejected.tenant or host_tenant,
+                    rejected.reason,
+                    proven=rejected.proven and rejected.tenant is not None,
+                )
                 return error_response(
                     request,
                     401,
@@ -88,7 +93,10 @@ class TenantResolutionMiddleware:
                     headers={"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'},
                 )
             if host_tenant is not None and host_tenant.pk != authenticated.tenant.pk:
-                self._audit_failure(request, host_tenant, "credential of another tenant")
+                # Proven for the credential's tenant, not for this host's: anyone picks the host.
+                self._audit_failure(
+                    request, host_tenant, "credential of another tenant", proven=False
+                )
                 return error_response(
                     request,
                     403,
@@ -101,7 +109,12 @@ class TenantResolutionMiddleware:
         claimed = request.headers.get("X-Tenant-ID")
         if claimed is not None and (request.principal is None or claimed != tenant.slug):  # type: ignore[attr-defined,union-attr]
             if tenant is not None:
-                self._audit_failure(request, tenant, f"X-Tenant-ID {claimed[:60]!r} disagrees")
+                self._audit_failure(
+                    request,
+                    tenant,
+                    f"X-Tenant-ID {claimed[:60]!r} disagrees",
+                    proven=request.principal is not None,  # type: ignore[attr-defined]
+                )
             return error_response(
                 request, 403, "tenant_mismatch", "X-Tenant-ID must name the credential's tenant."
             )
@@ -141,15 +154,19 @@ class TenantResolutionMiddleware:
             return False
 
     @staticmethod
-    def _audit_failure(request: HttpRequest, tenant: Tenant | None, reason: str) -> None:
+    def _audit_failure(
+        request: HttpRequest, tenant: Tenant | None, reason: str, *, proven: bool
+    ) -> None:
         if tenant is None:
             logger.info("authentication failure naming no tenant: %s", reason)
             return
-        audit_record(
+        audit_auth_failure(
             schema_name=tenant.schema_name,
-            actor="anonymous",
-            action="auth.failure",
-            outcome=AuditOutcome.FAILURE,
-            request=request,
-            details={"reason": reason, "path": request.path},
+            reason=reason,
+            proven=proven,
+            path=request.path,
+            client=client_address(request.META),
+            transport="http",
+            request_id=request_id_for(request),
+            user_agent=request.headers.get("User-Agent", ""),
         )

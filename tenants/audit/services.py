@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,3 +180,122 @@ def audit_record(
             request_id=(request_id_for(request) if request is not None else request_id)[:128],
             details=entry_details,
         )
+
+
+# ---- refused credentials ----
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    suppressed: int = 0
+
+
+class AuthFailureBudget:
+    """A token bucket per tenant schema, in this process: ``per_minute`` entries at once, then
+    ``per_minute`` a minute. What the bucket refuses is counted, and the count travels with the
+    next entry written, so the log still says how much happened."""
+
+    # Buckets of tenants that went quiet are dropped past this many (a full bucket with nothing
+    # counted carries no information): memory stays bounded however many tenants are named.
+    MAX_BUCKETS = 10_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()  # ASGI and WSGI servers call this from many threads
+        self._buckets: dict[str, _Bucket] = {}
+
+    def admit(self, schema_name: str, per_minute: int) -> int | None:
+        """None if the entry is not to be written (it is counted instead); otherwise how many
+        were counted since the tenant's last written entry."""
+        with self._lock:
+            now = self.clock()
+            bucket = self._buckets.get(schema_name)
+            if bucket is None:
+                self._prune(per_minute, now)
+                bucket = self._buckets[schema_name] = _Bucket(float(per_minute), now)
+            refill = (now - bucket.updated) * per_minute / 60
+            bucket.tokens = min(float(per_minute), bucket.tokens + max(refill, 0.0))
+            bucket.updated = now
+            if bucket.tokens < 1:
+                bucket.suppressed += 1
+                if bucket.suppressed == 1:
+                    logger.warning(
+                        "more than %d unproven authentication failures a minute name tenant "
+                        "schema %s; counting the rest instead of writing them",
+                        per_minute,
+                        schema_name,
+                    )
+                return None
+            bucket.tokens -= 1
+            suppressed, bucket.suppressed = bucket.suppressed, 0
+            return suppressed
+
+    def reset(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+    def _prune(self, per_minute: int, now: float) -> None:
+        if len(self._buckets) < self.MAX_BUCKETS:
+            return
+        for name, bucket in list(self._buckets.items()):
+            refilled = bucket.tokens + (now - bucket.updated) * per_minute / 60 >= per_minute
+            if refilled and not bucket.suppressed:
+                del self._buckets[name]
+
+
+auth_failure_budget = AuthFailureBudget()
+
+
+def audit_auth_failure(
+    *,
+    schema_name: str,
+    reason: str,
+    proven: bool,
+    path: str,
+    client: str | None,
+    transport: str,
+    request_id: str = "",
+    user_agent: str = "",
+) -> None:
+    """Audit a refused credential (HTTP, WebSocket, any transport) in the log of the tenant
+    it concerns: one call, so that every transport keeps the same rules.
+
+    ``proven``: the credential's secret was verified, so the tenant is certain (a revoked or
+    expired key given with its right secret, a validly signed token with an unknown role or
+    minted by a revoked or expired key). Those are always written.
+
+    Anything else names the tenant on the caller's word alone: a known key prefix with a wrong
+    secret, a token's unverified tenant claim, garbage on a tenant's host, another tenant's
+    credential on this tenant's host. Anyone can send those by the million, and the log is
+    append-only, so they are sampled: at most ``AUDIT_AUTH_FAILURES_PER_MINUTE`` entries per
+    tenant per minute in each process; the rest are counted, and the next entry written
+    carries the count in ``details["suppressed"]``.
+
+    ``reason``, ``path`` and ``user_agent`` are truncated; ``client`` should come from
+    :func:`client_address` (anything that does not parse is stored as null).
+    """
+    details: dict[str, Any] = {
+        "reason": reason,
+        "path": path,
+        "transport": transport,
+        "proven": proven,
+    }
+    if user_agent:
+        details["user_agent"] = user_agent
+    if not proven:
+        suppressed = auth_failure_budget.admit(schema_name, settings.AUDIT_AUTH_FAILURES_PER_MINUTE)
+        if suppressed is None:
+            return
+        if suppressed:
+            details["suppressed"] = suppressed
+    audit_record(
+        schema_name=schema_name,
+        actor="anonymous",
+        action="auth.failure",
+        outcome=AuditOutcome.FAILURE,
+        client=client,
+        request_id=request_id,
+        details=details,
+    )
