@@ -84,6 +84,10 @@ def _authenticate_api_key(key: str) -> Authenticated:
     return Authenticated(tenant, principal)
 
 
+def _expired(api_key: ApiKey) -> bool:
+    return api_key.expires_at is not None and api_key.expires_at <= timezone.now()
+
+
 def _touch_last_used(api_key: ApiKey, now: dt.datetime) -> None:
     # Conditional UPDATE: at most one write per key per resolution window, however busy the key.
     stale = now - dt.timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
@@ -109,12 +113,13 @@ def _authenticate_token(token: str) -> Authenticated:
     api_key_id = None
     subject = claims["sub"]
     if subject.startswith("api_key:"):
-        # A token dies with the key that minted it: revoking a key must not leave its tokens alive.
+        # A token dies with the key that minted it: revoking a key (or its expiry) must not
+        # leave its tokens alive.
         prefix = subject.removeprefix("api_key:")
         api_key = ApiKey.objects.filter(tenant=tenant, prefix=prefix).first()
-        if api_key is None or api_key.revoked_at is not None:
+        if api_key is None or api_key.revoked_at is not None or _expired(api_key):
             raise CredentialRejected(
-                f"token minted by a revoked or unknown key {prefix}", tenant, proven=True
+                f"token minted by a revoked, expired or unknown key {prefix}", tenant, proven=True
             )
         api_key_id = str(api_key.id)
     principal = Principal(
