@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -30,6 +30,8 @@ from agents.services.agents import CONFIG_FIELDS, agent_create, agent_update
 from agents.services.credentials import credential_save
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
+from tenants.operators import operator_may
+from tenants.roles import Permission
 
 
 def _actor(request: HttpRequest) -> str:
@@ -38,6 +40,11 @@ def _actor(request: HttpRequest) -> str:
 
 def _schema(request: HttpRequest) -> str:
     return request.tenant.schema_name  # type: ignore[attr-defined]
+
+
+def _may_run(request: HttpRequest) -> bool:
+    # The same rule as every run made for an operator (console, test run): tenants.operators.
+    return operator_may(request.user, Permission.EXECUTIONS_RUN)  # type: ignore[arg-type]
 
 
 # ---- provider credentials ----
@@ -191,6 +198,12 @@ class AgentAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # executions pin agents; disable an agent instead
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        display = super().get_list_display(request)
+        if _may_run(request):
+            return display
+        return tuple(name for name in display if name != "test_run_link")
+
     @admin.display(description="test")
     def test_run_link(self, obj: Agent) -> str:
         url = reverse("tenant_admin:agents_agent_test_run", args=[obj.pk])
@@ -263,6 +276,8 @@ class AgentAdmin(admin.ModelAdmin):
         return custom + super().get_urls()
 
     def test_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not _may_run(request):
+            raise PermissionDenied  # the page only leads to a run the stream would refuse
         agent = get_object_or_404(Agent, pk=object_id)
         context = {
             **self.admin_site.each_context(request),
