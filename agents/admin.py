@@ -28,6 +28,7 @@ from agents.models import (
 )
 from agents.services.agents import CONFIG_FIELDS, agent_create, agent_update
 from agents.services.credentials import credential_save
+from agents.services.tool_secrets import mask_tool_secrets, seal_tool_secrets
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
 from tenants.operators import operator_may
@@ -173,6 +174,13 @@ class AgentForm(forms.ModelForm):
         model = Agent
         fields = ["credential", *CONFIG_FIELDS]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Tool header secrets are write-only: the page shows the mask, and the mask sent back
+        # keeps the stored value (agents.services.tool_secrets).
+        if "tools" in self.initial:
+            self.initial["tools"] = mask_tool_secrets(self.initial["tools"])
+
 
 class AgentVersionInline(admin.TabularInline):
     model = AgentVersion
@@ -244,6 +252,10 @@ class AgentAdmin(admin.ModelAdmin):
 
                 config = {k: v for k, v in data.items() if k in WRITABLE_FIELDS}
                 try:
+                    # Errors in tool secrets (a mask with nothing stored, a kept secret on a
+                    # tool moved to another host) belong on the form, not in a failed save.
+                    if "tools" in data:
+                        seal_tool_secrets(data["tools"], stored=self.instance.tools or [])
                     validate_agent_config(
                         config,
                         self_slug=config.get("slug"),

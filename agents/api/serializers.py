@@ -17,6 +17,7 @@ from rest_framework import serializers
 from agents.engine import ExecutionInput, InvalidInput, MappingError, map_input, validate_input
 from agents.models import Agent, Execution, ExecutionStatus
 from agents.services.executions import ExecutionRequest
+from agents.services.tool_secrets import mask_tool_secrets
 from agents.validation import DOT_PATH_RE, RETRYABLE_ERRORS
 from config.errors import ValidationFailed
 from config.middleware import request_id_for
@@ -238,6 +239,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
 
     body: dict[str, Any] = {"id": agent.id}
     body.update({field: getattr(agent, field) for field in CONFIG_FIELDS})
+    body["tools"] = mask_tool_secrets(agent.tools)
     body["credential"] = agent.credential.name
     body["version"] = agent.version
     body["created_at"] = agent.created_at.isoformat()
