@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -28,8 +28,11 @@ from agents.models import (
 )
 from agents.services.agents import CONFIG_FIELDS, agent_create, agent_update
 from agents.services.credentials import credential_save
+from agents.services.tool_secrets import mask_tool_secrets, seal_tool_secrets
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
+from tenants.operators import operator_may
+from tenants.roles import Permission
 
 
 def _actor(request: HttpRequest) -> str:
@@ -38,6 +41,11 @@ def _actor(request: HttpRequest) -> str:
 
 def _schema(request: HttpRequest) -> str:
     return request.tenant.schema_name  # type: ignore[attr-defined]
+
+
+def _may_run(request: HttpRequest) -> bool:
+    # The same rule as every run made for an operator (console, test run): tenants.operators.
+    return operator_may(request.user, Permission.EXECUTIONS_RUN)  # type: ignore[arg-type]
 
 
 # ---- provider credentials ----
@@ -166,6 +174,13 @@ class AgentForm(forms.ModelForm):
         model = Agent
         fields = ["credential", *CONFIG_FIELDS]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Tool header secrets are write-only: the page shows the mask, and the mask sent back
+        # keeps the stored value (agents.services.tool_secrets).
+        if "tools" in self.initial:
+            self.initial["tools"] = mask_tool_secrets(self.initial["tools"])
+
 
 class AgentVersionInline(admin.TabularInline):
     model = AgentVersion
@@ -190,6 +205,12 @@ class AgentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # executions pin agents; disable an agent instead
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        display = super().get_list_display(request)
+        if _may_run(request):
+            return display
+        return tuple(name for name in display if name != "test_run_link")
 
     @admin.display(description="test")
     def test_run_link(self, obj: Agent) -> str:
@@ -231,6 +252,10 @@ class AgentAdmin(admin.ModelAdmin):
 
                 config = {k: v for k, v in data.items() if k in WRITABLE_FIELDS}
                 try:
+                    # Errors in tool secrets (a mask with nothing stored, a kept secret on a
+                    # tool moved to another host) belong on the form, not in a failed save.
+                    if "tools" in data:
+                        seal_tool_secrets(data["tools"], stored=self.instance.tools or [])
                     validate_agent_config(
                         config,
                         self_slug=config.get("slug"),
@@ -268,6 +293,8 @@ class AgentAdmin(admin.ModelAdmin):
         return custom + super().get_urls()
 
     def test_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not _may_run(request):
+            raise PermissionDenied  # the page only leads to a run the stream would refuse
         agent = get_object_or_404(Agent, pk=object_id)
         context = {
             **self.admin_site.each_context(request),

@@ -1,7 +1,8 @@
 """The admin's "test run": runs an agent and streams its stored events to the operator's browser.
 
 A thin transport like any other: the signed-in operator becomes a principal of the tenant (its
-role from the operator's Django permissions), ``agents.core.start_run`` starts the run (same
+role from the operator's Django permissions, ``tenants.operators``: running needs
+``agents.run_agent``), ``agents.core.start_run`` starts the run (same
 validation, refusals and audit trail as the API), and the response frames the run's *stored*
 event log as NDJSON, one JSON object per line: ``{"type": "execution", "execution_id",
 "events_url"}`` first, then every stored event with its ``seq``, then ``{"type": "stored",
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_POST
@@ -30,23 +31,24 @@ from agents.core import DatabaseUnavailable, RunHandle, StoredEvent, follow_even
 from agents.models import Execution
 from config.errors import DomainError, error_response
 from config.middleware import request_id_for
+from tenants.access import authorize_async
 from tenants.context import in_schema
+from tenants.models import Tenant
+from tenants.operators import operator_role
 from tenants.principals import Principal
-from tenants.roles import Role
+from tenants.roles import Permission
 
 logger = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 
 
-def operator_principal(
-    user: AbstractBaseUser | AnonymousUser, request: HttpRequest
-) -> Principal | None:
-    """The tenant principal a signed-in operator acts as, or None (not staff, no tenant)."""
-    tenant = getattr(request, "tenant", None)
-    if tenant is None or not (user.is_active and getattr(user, "is_staff", False)):
+def operator_principal(user: AbstractBaseUser | AnonymousUser, tenant: Tenant) -> Principal | None:
+    """The tenant principal a signed-in operator acts as (its role from the operator's Django
+    permissions, ``tenants.operators``), or None. Sync: reads permissions in the tenant."""
+    role = operator_role(user)  # type: ignore[arg-type]
+    if role is None:
         return None
-    role = Role.ADMIN if getattr(user, "is_superuser", False) else Role.USER
     return Principal(
         kind="user",
         identifier=user.get_username(),
@@ -55,6 +57,31 @@ def operator_principal(
         tenant_slug=tenant.slug,
         schema_name=tenant.schema_name,
     )
+
+
+async def _operator(request: HttpRequest, permission: Permission) -> Principal:
+    """The operator's principal, allowed ``permission`` (denials audited), or ``Refused``."""
+    tenant = getattr(request, "tenant", None)
+    if tenant is None:
+        raise Refused(error_response(request, 404, "not_found", "Not found."))
+    user = await request.auser()
+    principal = await in_schema(tenant.schema_name, operator_principal, user, tenant)
+    if principal is None:
+        raise Refused(error_response(request, 403, "permission_denied", "Staff only."))
+    try:
+        await authorize_async(
+            principal, permission, request=request, method=request.method, path=request.path
+        )
+    except DomainError as refused:
+        raise Refused(
+            error_response(request, refused.status, refused.code, refused.message)
+        ) from None
+    return principal
+
+
+class Refused(Exception):
+    def __init__(self, response: HttpResponse) -> None:
+        self.response = response
 
 
 def _line(item: dict[str, Any]) -> str:
@@ -81,16 +108,13 @@ async def _follow(schema_name: str, execution_id: str, after: int) -> AsyncItera
     yield _line({"type": "stored", "execution_id": execution_id, "status": status})
 
 
-def _refused(request: HttpRequest) -> JsonResponse:
-    return error_response(request, 403, "permission_denied", "Staff only.")
-
-
 @csrf_protect
 @require_POST
 async def test_run_stream(request: HttpRequest, object_id: str) -> HttpResponse:
-    principal = operator_principal(await request.auser(), request)
-    if principal is None:
-        return _refused(request)
+    try:
+        principal = await _operator(request, Permission.EXECUTIONS_RUN)
+    except Refused as refused:
+        return refused.response
     try:
         context = json.loads(request.POST.get("context") or "{}")
     except json.JSONDecodeError:
@@ -147,9 +171,10 @@ def _execution_of(agent_ref: str, execution_id: str) -> bool:
 @require_GET
 async def test_run_events(request: HttpRequest, object_id: str, execution_id: str) -> HttpResponse:
     """The stored events of a test run after ``?after=N``, then live ones (a browser resuming)."""
-    principal = operator_principal(await request.auser(), request)
-    if principal is None:
-        return _refused(request)
+    try:
+        principal = await _operator(request, Permission.EXECUTIONS_READ)
+    except Refused as refused:
+        return refused.response
     try:
         after = max(int(request.GET.get("after") or 0), 0)
     except ValueError:

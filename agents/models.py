@@ -216,6 +216,8 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Operators (Django users) get API roles from these: see tenants.operators.
+        permissions = [("run_agent", "Can run agents")]
         indexes = [
             models.Index(fields=["agent", "-created_at"], name="execution_agent_recent"),
             models.Index(fields=["status", "-created_at"], name="execution_status_recent"),

@@ -6,6 +6,7 @@ variable, instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -71,6 +72,17 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
         list(default or []),
         lambda raw: [item.strip() for item in raw.split(",") if item.strip()],
     )
+
+
+def env_networks(name: str, default: list[str] | None = None) -> list[str]:
+    """Comma-separated IP addresses or CIDR networks, each checked and normalised
+    (``192.0.2.1`` becomes ``192.0.2.1/32``). A network with host bits set (``10.0.0.1/8``) is
+    refused rather than guessed at: it usually means a typo in a security setting."""
+
+    def parse(raw: str) -> list[str]:
+        return [str(ipaddress.ip_network(item.strip())) for item in raw.split(",") if item.strip()]
+
+    return _read(name, list(default or []), parse)
 
 
 def env_secret(name: str, *, debug: bool, debug_default: str) -> str:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.database import resolve_database
-from config.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from config.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_secret,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
@@ -29,6 +37,9 @@ ALLOWED_HOSTS = env_list(
 # names the tenant. Any other host must be a tenant's Domain.
 PUBLIC_HOSTS = env_list("PUBLIC_HOSTS", ["localhost", "127.0.0.1", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed. Empty: the header is
+# ignored and the peer address (REMOTE_ADDR) is the client, since anyone can send the header.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", [])
 
 # ---- applications: django-tenants splits them between the public and the tenant schemas ----
 SHARED_APPS = [
@@ -175,6 +186,11 @@ if not JWT_SIGNING_KEYS and not DEBUG:
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int(
     "API_KEY_LAST_USED_RESOLUTION_SECONDS", 60, minimum=0
 )
+# Refused credentials that only *name* a tenant (wrong secret for a known key prefix, a token's
+# unverified claim, garbage on a tenant's host) are written to that tenant's audit log at most
+# this often per minute and process; the rest are counted in the next entry ("suppressed").
+# Failures whose secret checked out (a revoked key, say) are always written.
+AUDIT_AUTH_FAILURES_PER_MINUTE = env_int("AUDIT_AUTH_FAILURES_PER_MINUTE", 30, minimum=1)
 
 # ---- agents and providers ----
 # "kid=<Fernet key>,old=<older key>": encrypts provider secrets at rest; the first key seals,

@@ -25,8 +25,9 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from config.errors import PermissionRefused
+from config.middleware import request_id_for
 from tenants.audit.models import AuditOutcome
-from tenants.audit.services import audit_record
+from tenants.audit.services import audit_auth_failure, audit_record, client_address
 from tenants.authentication import CredentialRejected, authenticate_bearer, bearer_from_header
 from tenants.models import Tenant
 from tenants.principals import Principal
@@ -66,6 +67,7 @@ class Origin:
 
     path: str
     transport: str  # "http", "websocket", ...
+    # The client's address (``tenants.audit.services.client_address``) when there is no request.
     client: str | None = None
     # Over HTTP: the request (its client address and request id go into the audit entry).
     request: HttpRequest | None = None
@@ -80,22 +82,22 @@ def served_host(host: str) -> tuple[bool, Tenant | None]:
     return tenant is not None, tenant
 
 
-def _audit_auth_failure(tenant: Tenant | None, reason: str, origin: Origin) -> None:
+def _audit_auth_failure(
+    tenant: Tenant | None, reason: str, origin: Origin, *, proven: bool
+) -> None:
     if tenant is None:
         logger.info("authentication failure naming no tenant: %s", reason)
         return
-    audit_record(
+    request = origin.request
+    audit_auth_failure(
         schema_name=tenant.schema_name,
-        actor="anonymous",
-        action="auth.failure",
-        outcome=AuditOutcome.FAILURE,
-        request=origin.request,
-        details={
-            "reason": reason,
-            "path": origin.path,
-            "transport": origin.transport,
-            "client": origin.client,
-        },
+        reason=reason,
+        proven=proven,
+        path=origin.path,
+        client=client_address(request.META) if request is not None else origin.client,
+        transport=origin.transport,
+        request_id=request_id_for(request) if request is not None else "",
+        user_agent=request.headers.get("User-Agent", "") if request is not None else "",
     )
 
 
@@ -125,12 +127,19 @@ def resolve_caller(
                 raise CredentialRejected("oversized credential")
             authenticated = authenticate_bearer(credential)
         except CredentialRejected as rejected:
-            _audit_auth_failure(rejected.tenant or host_tenant, rejected.reason, origin)
+            # Proven only when the secret was verified: a tenant merely named is sampled.
+            _audit_auth_failure(
+                rejected.tenant or host_tenant,
+                rejected.reason,
+                origin,
+                proven=rejected.proven and rejected.tenant is not None,
+            )
             raise AccessRefused(
                 401, "not_authenticated", "Invalid credentials.", challenge=True
             ) from None
         if host_tenant is not None and host_tenant.pk != authenticated.tenant.pk:
-            _audit_auth_failure(host_tenant, "credential of another tenant", origin)
+            # Proven for the credential's tenant, not for this host's: anyone picks the host.
+            _audit_auth_failure(host_tenant, "credential of another tenant", origin, proven=False)
             raise AccessRefused(
                 403, "tenant_mismatch", "The credential does not belong to this host's tenant."
             )
@@ -140,7 +149,12 @@ def resolve_caller(
         principal is None or tenant is None or claimed_tenant != tenant.slug
     ):
         if tenant is not None:
-            _audit_auth_failure(tenant, f"X-Tenant-ID {claimed_tenant[:60]!r} disagrees", origin)
+            _audit_auth_failure(
+                tenant,
+                f"X-Tenant-ID {claimed_tenant[:60]!r} disagrees",
+                origin,
+                proven=principal is not None,
+            )
         raise AccessRefused(
             403, "tenant_mismatch", "X-Tenant-ID must name the credential's tenant."
         )

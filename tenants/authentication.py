@@ -24,12 +24,15 @@ from tenants.tokens import InvalidToken, looks_like_jwt, unverified_tenant_claim
 
 class CredentialRejected(Exception):
     """The credential is not acceptable. ``tenant`` is set when the credential names a known
-    tenant, so that the failure is audited there; ``reason`` is for the audit log only."""
+    tenant, so that the failure is audited there; ``reason`` is for the audit log only.
+    ``proven``: the credential's secret was verified, so ``tenant`` is certain rather than
+    named by the caller (see ``tenants.audit.services.audit_auth_failure``)."""
 
-    def __init__(self, reason: str, tenant: Tenant | None = None) -> None:
+    def __init__(self, reason: str, tenant: Tenant | None = None, *, proven: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.tenant = tenant
+        self.proven = proven
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,9 @@ def _authenticate_api_key(key: str) -> Authenticated:
         raise CredentialRejected(f"wrong secret for api key {prefix}", tenant)
     now = timezone.now()
     if api_key.revoked_at is not None:
-        raise CredentialRejected(f"revoked api key {prefix}", tenant)
+        raise CredentialRejected(f"revoked api key {prefix}", tenant, proven=True)
     if api_key.expires_at is not None and api_key.expires_at <= now:
-        raise CredentialRejected(f"expired api key {prefix}", tenant)
+        raise CredentialRejected(f"expired api key {prefix}", tenant, proven=True)
     _touch_last_used(api_key, now)
     principal = Principal(
         kind="api_key",
@@ -79,6 +82,10 @@ def _authenticate_api_key(key: str) -> Authenticated:
         api_key_id=str(api_key.id),
     )
     return Authenticated(tenant, principal)
+
+
+def _expired(api_key: ApiKey) -> bool:
+    return api_key.expires_at is not None and api_key.expires_at <= timezone.now()
 
 
 def _touch_last_used(api_key: ApiKey, now: dt.datetime) -> None:
@@ -102,15 +109,18 @@ def _authenticate_token(token: str) -> Authenticated:
     if tenant is None:
         raise CredentialRejected("token for an unknown tenant")
     if claims["role"] not in Role.values:
-        raise CredentialRejected("token with an unknown role", tenant)
+        raise CredentialRejected("token with an unknown role", tenant, proven=True)
     api_key_id = None
     subject = claims["sub"]
     if subject.startswith("api_key:"):
-        # A token dies with the key that minted it: revoking a key must not leave its tokens alive.
+        # A token dies with the key that minted it: revoking a key (or its expiry) must not
+        # leave its tokens alive.
         prefix = subject.removeprefix("api_key:")
         api_key = ApiKey.objects.filter(tenant=tenant, prefix=prefix).first()
-        if api_key is None or api_key.revoked_at is not None:
-            raise CredentialRejected(f"token minted by a revoked or unknown key {prefix}", tenant)
+        if api_key is None or api_key.revoked_at is not None or _expired(api_key):
+            raise CredentialRejected(
+                f"token minted by a revoked, expired or unknown key {prefix}", tenant, proven=True
+            )
         api_key_id = str(api_key.id)
     principal = Principal(
         kind="token",

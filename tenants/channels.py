@@ -32,6 +32,7 @@ from django.http.request import split_domain_port, validate_host
 from django_tenants.utils import schema_context
 
 from tenants.access import AccessRefused, Origin, resolve_caller, served_host
+from tenants.audit.services import client_address, scope_meta
 from tenants.authentication import Authenticated, bearer_from_header
 from tenants.models import Tenant
 
@@ -150,12 +151,11 @@ class TenantHostMiddleware:
         if not served:
             logger.info("websocket handshake refused for host %r", header(scope, b"host"))
             return await WebsocketDenier()(scope, receive, send)
-        client = scope.get("client")
         origin = ConnectionOrigin(
             host=host or "",
             host_tenant=tenant,
             path=str(scope.get("path", "")),
-            client=str(client[0]) if client else None,
+            client=client_address(scope_meta(scope)),
         )
         return await self.app({**scope, ORIGIN_SCOPE_KEY: origin}, receive, send)
 

@@ -143,7 +143,9 @@ def token_issue(
 ) -> tuple[str, dict]:
     """Exchange an API key for a short-lived JWT, for the key's role or a lower one.
 
-    Only an API key can mint tokens: a token cannot renew itself into a longer life.
+    Only an API key can mint tokens: a token cannot renew itself into a longer life. Nor can it
+    outlive the key: ``exp`` is capped at the key's ``expires_at`` (a key without one keeps the
+    normal TTL bounds).
     """
     if principal.kind != "api_key":
         raise ValidationFailed("authorization: tokens are issued in exchange for an API key only")
@@ -157,9 +159,16 @@ def token_issue(
         raise ValidationFailed(
             f"ttl_seconds: must be between 30 and {settings.JWT_MAX_TTL_SECONDS}"
         )
+    key_expires_at = (
+        ApiKey.objects.filter(pk=principal.api_key_id, tenant_id=principal.tenant_id)
+        .values_list("expires_at", flat=True)
+        .first()
+    )
     return issue_token(
         tenant_slug=principal.tenant_slug,
         role=role,
         subject=f"api_key:{principal.identifier}",
         ttl_seconds=ttl,
+        # Rounded down: the token dies in the key's last second, never a second after it.
+        not_after=int(key_expires_at.timestamp()) if key_expires_at is not None else None,
     )

@@ -25,10 +25,18 @@ class InvalidToken(Exception):
 
 
 def issue_token(
-    *, tenant_slug: str, role: str, subject: str, ttl_seconds: int
+    *,
+    tenant_slug: str,
+    role: str,
+    subject: str,
+    ttl_seconds: int,
+    not_after: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
+    """Sign a token for ``ttl_seconds``, but never past ``not_after`` (epoch seconds): a token
+    must not outlive the credential it was exchanged for."""
     ring = key_ring()
     now = int(time.time())
+    exp = now + ttl_seconds if not_after is None else min(now + ttl_seconds, not_after)
     claims: dict[str, Any] = {
         "iss": settings.JWT_ISSUER,
         "aud": settings.JWT_AUDIENCE,
@@ -37,7 +45,7 @@ def issue_token(
         "role": role,
         "iat": now,
         "nbf": now,
-        "exp": now + ttl_seconds,
+        "exp": exp,
         "jti": uuid.uuid4().hex,
     }
     token = jwt.encode(

@@ -27,6 +27,7 @@ from agents.services.agents import (
     agent_get,
     agent_update,
 )
+from agents.services.tool_secrets import mask_config_secrets
 from config.errors import ValidationFailed
 from tenants.roles import Permission
 
@@ -158,7 +159,7 @@ class AgentVersionListApi(APIView):
                     {
                         "version": v.version,
                         "config": {
-                            **v.config,
+                            **mask_config_secrets(v.config),
                             "credential": names.get(str(v.config.get("credential")), None),
                         },
                         "created_at": v.created_at.isoformat(),

@@ -11,6 +11,7 @@ from typing import Any
 from django.http import QueryDict
 
 from agents.models import Agent, Execution, ExecutionStatus
+from agents.services.tool_secrets import mask_tool_secrets
 from agents.validation import DOT_PATH_RE
 from config.errors import ValidationFailed
 
@@ -27,6 +28,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
 
     body: dict[str, Any] = {"id": agent.id}
     body.update({field: getattr(agent, field) for field in CONFIG_FIELDS})
+    body["tools"] = mask_tool_secrets(agent.tools)
     body["credential"] = agent.credential.name
     body["version"] = agent.version
     body["created_at"] = agent.created_at.isoformat()

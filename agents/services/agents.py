@@ -11,6 +11,7 @@ from django.db.models import ProtectedError, Q
 from agents.engine import AgentSnapshot, ModelTarget, RetryConfig, ToolDefinition
 from agents.models import Agent, AgentVersion, Execution, ProviderCredential
 from agents.services.credentials import provider_config_for
+from agents.services.tool_secrets import open_tool_secrets, seal_tool_secrets
 from agents.validation import validate_agent_config
 from config.errors import Conflict, NotFound, ValidationFailed
 from tenants.audit.services import audit_record
@@ -95,6 +96,8 @@ def _apply(agent: Agent, changes: dict[str, Any]) -> None:
     for field, value in changes.items():
         if field == "credential":
             agent.credential = _resolve_credential(value)
+        elif field == "tools":
+            agent.tools = seal_tool_secrets(value, stored=agent.tools)
         else:
             setattr(agent, field, value)
     if agent.credential_id is None:
@@ -233,7 +236,7 @@ def agent_snapshot(agent: Agent, *, version: int | None = None) -> AgentSnapshot
                 kind=tool.get("kind", "http"),
                 config=tool.get("config") or {},
             )
-            for tool in config.get("tools") or ()
+            for tool in open_tool_secrets(config.get("tools") or [])
         ),
         input_schema=config.get("input_schema"),
         output_schema=config.get("output_schema"),

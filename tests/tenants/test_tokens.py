@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -14,7 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
+from django.utils import timezone
 
+from tenants.models import ApiKey
 from tenants.roles import Role
 from tenants.services import api_key_create, api_key_revoke
 from tenants.signing import key_ring
@@ -76,6 +79,42 @@ def test_token_dies_with_its_api_key(api, alpha):
     assert api(token).get("/auth/whoami").status_code == 200
     api_key_revoke(api_key=created.api_key, actor="tests")
     assert api(token).get("/auth/whoami").status_code == 401
+
+
+def test_token_expires_no_later_than_the_key_that_minted_it(api, alpha, settings):
+    settings.JWT_MAX_TTL_SECONDS = 3600
+    key_expiry = timezone.now() + dt.timedelta(minutes=10)
+    created = api_key_create(tenant=alpha.tenant, role=Role.USER, expires_at=key_expiry)
+    response = api(created.key).post("/auth/token", {"ttl_seconds": 3600})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["expires_in"] <= 600
+    exp = jwt.decode(body["access_token"], options={"verify_signature": False})["exp"]
+    assert exp <= key_expiry.timestamp()
+    assert api(body["access_token"]).get("/auth/whoami").status_code == 200
+
+
+def test_token_of_a_key_without_expiry_keeps_the_normal_lifetime(api, alpha, settings):
+    settings.JWT_TTL_SECONDS = 900
+    body = api(alpha.user_key).post("/auth/token", {}).json()
+    assert body["expires_in"] == 900
+    body = api(alpha.user_key).post("/auth/token", {"ttl_seconds": 120}).json()
+    assert body["expires_in"] == 120
+
+
+def test_token_dies_when_its_api_key_expires(api, alpha):
+    created = api_key_create(
+        tenant=alpha.tenant, role=Role.USER, expires_at=timezone.now() + dt.timedelta(hours=1)
+    )
+    token = api(created.key).post("/auth/token", {}).json()["access_token"]
+    assert api(token).get("/auth/whoami").status_code == 200
+    # The key's expiry moved earlier after the token was minted (or the clock passed it).
+    ApiKey.objects.filter(pk=created.api_key.pk).update(
+        expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
+    response = api(token).get("/auth/whoami")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Invalid credentials."
 
 
 def test_token_of_one_tenant_on_another_tenants_host_is_refused(api, alpha, bravo):
