@@ -21,10 +21,10 @@ from agents.engine.errors import (
 )
 from agents.engine.events import TERMINAL_EVENT_TYPES, Emit, Event, EventType
 from agents.engine.mapping import apply_output_mapping, map_input, validate_input
-from agents.engine.models import VIRTUAL_MODELS, ModelOption, is_virtual, resolve_model
-from agents.engine.pricing import ModelPrice, PriceTable
+from agents.engine.pricing import PriceEntry, PriceTable
 from agents.engine.prompts import render_template
 from agents.engine.retry import backoff_delay
+from agents.engine.routing import VIRTUAL_MODELS, ModelOption, is_virtual, resolve_model
 from agents.engine.runner import AgentRun, run_agent, start_agent
 from agents.engine.tools import (
     CompositeToolRunner,
@@ -68,9 +68,9 @@ __all__ = [
     "InvalidSchema",
     "MappingError",
     "ModelOption",
-    "ModelPrice",
     "ModelResolutionError",
     "ModelTarget",
+    "PriceEntry",
     "PriceTable",
     "PromptRenderError",
     "ProviderFactory",
