@@ -28,7 +28,6 @@ from agents.engine.routing import VIRTUAL_MODELS, ModelOption, is_virtual, resol
 from agents.engine.runner import AgentRun, run_agent, start_agent
 from agents.engine.tools import (
     CompositeToolRunner,
-    HttpTool,
     ToolCallContext,
     ToolOutcome,
     ToolRunner,
@@ -63,7 +62,6 @@ __all__ = [
     "EventType",
     "ExecutionInput",
     "ExecutionResult",
-    "HttpTool",
     "InvalidInput",
     "InvalidSchema",
     "MappingError",

@@ -45,9 +45,9 @@ class ModelTarget:
 class ToolDefinition:
     """A tool an agent may call. ``parameters`` is the JSON Schema of its arguments.
 
-    ``config`` is kind-specific: for ``http`` see :class:`agents.engine.tools.HttpTool`; for
-    ``agent`` and ``mcp`` it is whatever the runner plugged into :class:`CompositeToolRunner`
-    for that kind expects.
+    ``config`` is kind-specific: for ``http`` see
+    :class:`agents.providers.http_tool.HttpTool`; for ``agent`` and ``mcp`` it is whatever the
+    runner plugged into :class:`CompositeToolRunner` for that kind expects.
     """
 
     name: str

@@ -17,7 +17,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +94,22 @@ def _build_client(allowed: tuple[str, ...]) -> httpx.AsyncClient:
 
 def get_client(config: ProviderConfig) -> httpx.AsyncClient:
     """The shared client for ``config``'s origin on the running event loop."""
-    loop = asyncio.get_running_loop()
     url = httpx.URL(config.base_url)
-    origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
-    key: _ClientKey = (origin, tuple(sorted(config.allowed_private)))
+    # One pool per upstream origin: a slow provider can not take every connection.
+    return pooled_client(f"{url.scheme}://{url.netloc.decode('ascii')}", config.allowed_private)
+
+
+def pooled_client(pool: str, allowed_private: Sequence[str] = ()) -> httpx.AsyncClient:
+    """The shared client of ``pool`` for this allow-list on the running event loop.
+
+    Provider adapters use one pool per upstream origin; the HTTP tool uses the single pool
+    ``"tools"`` (tenants write tool URLs, so a pool per origin would grow without bound). Every
+    outbound request of the platform goes through here, so all get the limits set by
+    :func:`configure_pool`, no redirects, no proxies from the environment, and the
+    connect-time SSRF guard.
+    """
+    loop = asyncio.get_running_loop()
+    key: _ClientKey = (pool, tuple(sorted(allowed_private)))
     entry = _clients.get(id(loop))
     if entry is None or entry[0] is not loop:
         for loop_id, (other, _) in list(_clients.items()):

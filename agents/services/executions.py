@@ -29,7 +29,6 @@ from agents.engine import (
     CompositeToolRunner,
     ExecutionInput,
     ExecutionResult,
-    HttpTool,
     ModelOption,
     ModelTarget,
     PriceTable,
@@ -39,6 +38,7 @@ from agents.engine import (
     start_agent,
 )
 from agents.models import TERMINAL_STATUSES, Agent, Execution, ExecutionStatus, ModelPrice
+from agents.providers.http_tool import HttpTool
 from agents.services.agents import agent_get, agent_snapshot
 from agents.services.credentials import provider_config_for
 from agents.services.event_log import EventLog
