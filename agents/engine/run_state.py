@@ -27,6 +27,7 @@ from agents.engine.mapping import (
 from agents.engine.pricing import PriceTable
 from agents.engine.prompts import build_system_prompt, build_user_message, initial_messages
 from agents.engine.routing import ModelOption, is_virtual, resolve_model
+from agents.engine.schemas import PatternTimeout
 from agents.engine.tools import ToolCallContext, ToolOutcome, ToolRunner, wrap_untrusted
 from agents.engine.turns import ProviderFactory, Sleep, TurnFailed, TurnRunner
 from agents.engine.types import (
@@ -316,7 +317,10 @@ class RunState:
             )
         if not isinstance(call.arguments, dict):
             return ToolOutcome("tool arguments must be a JSON object", is_error=True)
-        problem = validate_schema(call.arguments, definition.parameters, what="tool")
+        try:
+            problem = validate_schema(call.arguments, definition.parameters, what="tool")
+        except PatternTimeout as exc:
+            problem = str(exc)
         if problem is not None:
             return ToolOutcome(f"invalid arguments for {call.name!r}: {problem}", is_error=True)
         if self.tools is None:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from agents.engine.breaker import BreakerRegistry, CircuitBreaker
-from agents.engine.errors import INVALID_OUTPUT
+from agents.engine.errors import INVALID_OUTPUT, UncheckableOutput
 from agents.engine.events import EventSink
 from agents.engine.mapping import parse_structured_output
 from agents.engine.pricing import PriceTable, add_usage
@@ -301,7 +301,12 @@ class TurnRunner:
             usage = _estimate_usage(messages, reply, tuple(calls))
         output: Any = reply
         if not calls and self.agent.output_schema is not None:
-            output, problem = parse_structured_output(reply, self.agent.output_schema)
+            try:
+                output, problem = parse_structured_output(reply, self.agent.output_schema)
+            except UncheckableOutput as exc:
+                # The run fails with this error; the attempt (and its tokens) still counts.
+                self._record(target, "failed", exc.code, started, usage, exc.message, started_at)
+                raise
             if problem is not None:
                 self._record(
                     target,
