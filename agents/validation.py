@@ -13,10 +13,12 @@ from django.conf import settings
 
 from agents.engine import VIRTUAL_MODELS, is_virtual
 from agents.engine.schemas import SchemaProblem, check_schema
+from agents.providers.base import RETRYABLE_KINDS, ErrorKind
 from agents.services.credentials import validate_base_url
 from config.errors import ValidationFailed
 
-RETRYABLE_ERRORS = ("timeout", "rate_limit", "network_error", "server_error")
+# Every retryable provider error kind, in the providers' order (the API lists them as choices).
+RETRYABLE_ERRORS = tuple(kind.value for kind in ErrorKind if kind in RETRYABLE_KINDS)
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,98}[a-z0-9]$|^[a-z0-9]$")
 TOOL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 DOT_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")

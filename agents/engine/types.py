@@ -19,7 +19,9 @@ ExecutionStatus = Literal["completed", "failed", "timeout", "cancelled"]
 AttemptStatus = Literal["succeeded", "failed", "skipped", "cancelled"]
 ToolKind = Literal["agent", "http", "mcp"]
 
-DEFAULT_RETRY_ON: tuple[str, ...] = ("timeout", "rate_limit", "network_error")
+# A broken stream (malformed_response) is as transient as a dropped connection; server errors
+# stay opt-in, as in the original system (a 500 often repeats for the same request).
+DEFAULT_RETRY_ON: tuple[str, ...] = ("timeout", "rate_limit", "network_error", "malformed_response")
 
 
 @dataclass(frozen=True, slots=True)
