@@ -14,13 +14,16 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
+from agents.engine import DEFAULT_RETRY_ON
+
 
 def new_agent_id() -> str:
     return f"agent_{uuid.uuid4()}"
 
 
 def default_retry_on_errors() -> list[str]:
-    return ["timeout", "rate_limit", "network_error"]
+    # The engine owns which failures are transient.
+    return list(DEFAULT_RETRY_ON)
 
 
 def new_execution_id() -> str:

@@ -10,14 +10,15 @@ import re
 from typing import Any
 
 from django.conf import settings
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from agents.engine import VIRTUAL_MODELS, is_virtual
+from agents.engine.schemas import SchemaProblem, check_schema
+from agents.providers.base import RETRYABLE_KINDS, ErrorKind
 from agents.services.credentials import validate_base_url
 from config.errors import ValidationFailed
 
-RETRYABLE_ERRORS = ("timeout", "rate_limit", "network_error", "server_error")
+# Every retryable provider error kind, in the providers' order (the API lists them as choices).
+RETRYABLE_ERRORS = tuple(kind.value for kind in ErrorKind if kind in RETRYABLE_KINDS)
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,98}[a-z0-9]$|^[a-z0-9]$")
 TOOL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 DOT_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -51,16 +52,17 @@ def string_list(data: dict[str, Any], field: str, *, max_items: int = 50) -> Non
         raise fail(field, f"at most {max_items} items")
 
 
-def json_schema(data: dict[str, Any], field: str) -> None:
-    value = data.get(field)
+def json_schema(value: Any, field: str) -> None:
+    """A schema tenants write: valid, only local ``$ref``, patterns that compile (the engine
+    runs the same check before every run, see ``agents.engine.schemas``)."""
     if value is None:
         return
     if not isinstance(value, dict):
         raise fail(field, "must be a JSON Schema object")
     try:
-        Draft202012Validator.check_schema(value)
-    except SchemaError as exc:
-        raise fail(field, f"is not a valid JSON Schema: {exc.message}") from None
+        check_schema(value)
+    except SchemaProblem as exc:
+        raise fail(field, str(exc)) from None
 
 
 def mapping(data: dict[str, Any], field: str) -> None:
@@ -100,7 +102,7 @@ def tools(data: dict[str, Any], *, self_slug: str | None, agent_exists: Any) -> 
         config = tool.get("config", {})
         if not isinstance(config, dict):
             raise fail(f"{where}.config", "must be an object")
-        json_schema({"parameters": tool.get("parameters", {"type": "object"})}, "parameters")
+        json_schema(tool.get("parameters", {"type": "object"}), f"{where}.parameters")
         if kind == "http":
             url = config.get("url")
             if not isinstance(url, str) or not url:
@@ -166,8 +168,8 @@ def validate_agent_config(
     for field in ("system_prompt", "user_template", "context_instructions", "description"):
         if not isinstance(data.get(field, ""), str):
             raise fail(field, "must be a string")
-    json_schema(data, "input_schema")
-    json_schema(data, "output_schema")
+    json_schema(data.get("input_schema"), "input_schema")
+    json_schema(data.get("output_schema"), "output_schema")
     mapping(data, "input_mapping")
     mapping(data, "output_mapping")
     number(data, "retry_max_attempts", 1, 10, integer=True)

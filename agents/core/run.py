@@ -21,18 +21,19 @@ from agents.core.finish import finish
 from agents.core.hub import get_hub
 from agents.core.requests import RunRequest
 from agents.engine import (
+    DEFAULT_RETRY_ON,
     AgentRun,
     CallConfig,
     CompositeToolRunner,
     ExecutionInput,
     ExecutionResult,
-    HttpTool,
     RetryConfig,
     ToolCallContext,
     ToolOutcome,
     start_agent,
 )
 from agents.models import Execution, ExecutionStatus
+from agents.providers.http_tool import HttpTool
 from config.errors import DomainError
 from tenants.context import in_schema
 
@@ -41,7 +42,6 @@ MAX_AGENT_TOOL_DEPTH = 3
 # A blocking run writes its events live once it has lasted this long: a quick one stores its
 # whole log with its end (fewer statements per run), a long one is still watched live.
 BLOCKING_LIVE_AFTER_SECONDS = 0.05
-DEFAULT_RETRY_ON = ("timeout", "rate_limit", "network_error")
 
 
 def call_config(request: RunRequest) -> CallConfig:

@@ -7,7 +7,7 @@ It takes an :class:`AgentSnapshot`, a JSON context, the caller's input and injec
 
 from __future__ import annotations
 
-from agents.engine.breaker import BreakerRegistry, CircuitBreaker, default_breakers
+from agents.engine.breaker import BreakerPolicy, BreakerRegistry, CircuitBreaker, default_breakers
 from agents.engine.context import get_path, set_path
 from agents.engine.errors import (
     INVALID_OUTPUT,
@@ -19,16 +19,15 @@ from agents.engine.errors import (
     PromptRenderError,
     ToolStepLimit,
 )
-from agents.engine.events import TERMINAL_EVENT_TYPES, Emit, Event, EventType
+from agents.engine.events import TERMINAL_EVENT_TYPES, Emit, Event, EventType, ResetEvent
 from agents.engine.mapping import apply_output_mapping, map_input, validate_input
-from agents.engine.models import VIRTUAL_MODELS, ModelOption, is_virtual, resolve_model
-from agents.engine.pricing import ModelPrice, PriceTable
+from agents.engine.pricing import PriceEntry, PriceTable
 from agents.engine.prompts import render_template
 from agents.engine.retry import backoff_delay
+from agents.engine.routing import VIRTUAL_MODELS, ModelOption, is_virtual, resolve_model
 from agents.engine.runner import AgentRun, run_agent, start_agent
 from agents.engine.tools import (
     CompositeToolRunner,
-    HttpTool,
     ToolCallContext,
     ToolOutcome,
     ToolRunner,
@@ -36,6 +35,7 @@ from agents.engine.tools import (
 )
 from agents.engine.turns import ProviderFactory
 from agents.engine.types import (
+    DEFAULT_RETRY_ON,
     AgentSnapshot,
     AttemptRecord,
     CallConfig,
@@ -47,12 +47,14 @@ from agents.engine.types import (
 )
 
 __all__ = [
+    "DEFAULT_RETRY_ON",
     "INVALID_OUTPUT",
     "TERMINAL_EVENT_TYPES",
     "VIRTUAL_MODELS",
     "AgentRun",
     "AgentSnapshot",
     "AttemptRecord",
+    "BreakerPolicy",
     "BreakerRegistry",
     "CallConfig",
     "CircuitBreaker",
@@ -63,17 +65,17 @@ __all__ = [
     "EventType",
     "ExecutionInput",
     "ExecutionResult",
-    "HttpTool",
     "InvalidInput",
     "InvalidSchema",
     "MappingError",
     "ModelOption",
-    "ModelPrice",
     "ModelResolutionError",
     "ModelTarget",
+    "PriceEntry",
     "PriceTable",
     "PromptRenderError",
     "ProviderFactory",
+    "ResetEvent",
     "RetryConfig",
     "ToolCallContext",
     "ToolDefinition",

@@ -12,8 +12,6 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-_MISSING = object()
-
 
 def split_path(path: str) -> list[str]:
     """Split a dot path into segments; an empty path or an empty segment is an error."""

@@ -7,6 +7,10 @@ event, so clients can branch on it. Provider failures keep the provider's
 
 from __future__ import annotations
 
+# Error code of a reply that is not valid JSON or does not match the output schema. It is an
+# attempt failure (retried like a transient provider error), not an EngineError.
+INVALID_OUTPUT = "invalid_output"
+
 
 class EngineError(Exception):
     """A failure of the engine itself (configuration, mapping, rendering, validation)."""
@@ -60,6 +64,9 @@ class ToolStepLimit(EngineError):
     code = "tool_step_limit"
 
 
-# Error code of a reply that is not valid JSON or does not match the output schema. It is an
-# attempt failure (retried like a transient provider error), not an EngineError.
-INVALID_OUTPUT = "invalid_output"
+class UncheckableOutput(EngineError):
+    """The reply could not be validated at all: the output schema's regular expressions ran
+    past their time budget. Unlike a reply that fails the schema, retrying can not help, so the
+    run fails at once."""
+
+    code = INVALID_OUTPUT

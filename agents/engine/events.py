@@ -4,12 +4,21 @@ The engine emits these through an injected ``emit`` callable and does not know w
 Payloads are JSON-ready (``cost`` is a decimal string). Transports add their own envelope
 (execution id, stored sequence, timestamp) around them.
 
-Order: ``execution.started`` → any of ``thinking`` / ``chunk`` / ``tool_call`` /
+Order: ``execution.started`` → any of ``thinking`` / ``chunk`` / ``reset`` / ``tool_call`` /
 ``tool_result`` → ``usage`` → exactly one of ``complete``, ``error`` or ``cancelled``.
-``chunk.sequence`` starts at 1 and increases by one across the whole execution, including
-retries: when an attempt fails after streaming text, a ``thinking`` event says the engine is
-retrying and the next chunk continues the numbering, so the ``complete`` event's ``output`` is
-the authoritative final text (clients that concatenate chunks should reset on that ``thinking``).
+
+``chunk.sequence`` starts at 1 and increases by one across the whole execution; it never
+restarts, not even after a ``reset``.
+
+**Reset rule.** A ``reset`` event withdraws text already streamed: a client drops every chunk
+with ``sequence >= discard_from_sequence`` that it received before the reset, and keeps
+everything after it. The engine emits one when a model attempt fails after some of its text
+was streamed (a dropped connection, a truncated or malformed stream, a reply that failed the
+output schema), before any text of the next attempt or fallback: ``discard_from_sequence`` is
+the sequence of that attempt's first chunk and ``reason`` its error kind. The platform emits
+one with ``discard_from_sequence=1`` when it restarts a run from the beginning (a lost worker).
+Applying the rule to a run without tool calls, the kept chunks join to exactly the reply text
+of the ``complete`` event.
 """
 
 from __future__ import annotations
@@ -39,6 +48,16 @@ class ChunkEvent(TypedDict):
     type: Literal["chunk"]
     text: str
     sequence: int
+
+
+class ResetEvent(TypedDict):
+    """Withdraws streamed text: drop chunks with ``sequence >= discard_from_sequence`` received
+    before this event (see the reset rule in the module docstring)."""
+
+    type: Literal["reset"]
+    reason: str  # an error kind, e.g. "network_error", "malformed_response", "invalid_output"
+    message: str
+    discard_from_sequence: int
 
 
 class ToolCallEvent(TypedDict):
@@ -91,6 +110,7 @@ Event = (
     ExecutionStartedEvent
     | ThinkingEvent
     | ChunkEvent
+    | ResetEvent
     | ToolCallEvent
     | ToolResultEvent
     | UsageEvent
@@ -103,6 +123,7 @@ EventType = Literal[
     "execution.started",
     "thinking",
     "chunk",
+    "reset",
     "tool_call",
     "tool_result",
     "usage",
@@ -140,7 +161,7 @@ class EventSink:
 
     @property
     def chunks_sent(self) -> int:
-        """How many chunk events were emitted so far."""
+        """How many chunk events were emitted so far (the last sequence number used)."""
         return self._sequence
 
     async def send(self, event: Event) -> None:

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
-from jsonschema.exceptions import SchemaError
 
 from agents.engine.context import get_path, lookup, set_path, split_path
-from agents.engine.errors import InvalidInput, InvalidSchema, MappingError
+from agents.engine.errors import InvalidInput, InvalidSchema, MappingError, UncheckableOutput
+from agents.engine.schemas import PatternTimeout, SchemaProblem, check_schema, first_error
 from agents.engine.types import ExecutionInput
 
 # Context keys that identify the execution; an output mapping must never let model output
@@ -55,16 +55,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def validate_schema(instance: Any, schema: Mapping[str, Any], *, what: str) -> str | None:
     """Validate ``instance``; return None when valid, else a message naming the failing field.
 
-    Raises :class:`InvalidSchema` when ``schema`` itself is not a valid JSON Schema.
+    Raises :class:`InvalidSchema` when ``schema`` itself is unusable (invalid, a remote
+    ``$ref``, a pattern that does not compile) and
+    :class:`~agents.engine.schemas.PatternTimeout` when its regular expressions run past their
+    time budget (see :mod:`agents.engine.schemas`: nothing is fetched, nothing hangs).
     """
-    validator_cls = jsonschema.validators.validator_for(schema)
     try:
-        validator_cls.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidSchema(f"the {what} schema is invalid: {exc.message}") from exc
-    validator = validator_cls(schema)
-    # best_match picks the most relevant error when several fail (e.g. inside anyOf).
-    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+        check_schema(schema)
+        error = first_error(instance, schema)
+    except SchemaProblem as exc:
+        raise InvalidSchema(f"the {what} schema {exc}") from None
     if error is None:
         return None
     return _describe(error)
@@ -74,13 +74,21 @@ def validate_input(mapped: Mapping[str, Any], schema: Mapping[str, Any] | None) 
     """Raise :class:`InvalidInput` when the mapped input does not match ``schema``."""
     if schema is None:
         return
-    problem = validate_schema(dict(mapped), schema, what="input")
+    try:
+        problem = validate_schema(dict(mapped), schema, what="input")
+    except PatternTimeout as exc:
+        raise InvalidInput(
+            f"the input could not be checked against the input schema: {exc}"
+        ) from None
     if problem is not None:
         raise InvalidInput(f"input does not match the agent's input schema: {problem}")
 
 
 def parse_structured_output(text: str, schema: Mapping[str, Any]) -> tuple[Any, str | None]:
-    """Parse a JSON reply and validate it; return ``(value, None)`` or ``(None, problem)``."""
+    """Parse a JSON reply and validate it; return ``(value, None)`` or ``(None, problem)``.
+
+    Raises :class:`UncheckableOutput` when the schema's patterns time out on the reply.
+    """
     candidate = text.strip()
     # Some models wrap JSON in a Markdown fence even in JSON mode; accept exactly that shape.
     if candidate.startswith("```") and candidate.endswith("```"):
@@ -89,7 +97,13 @@ def parse_structured_output(text: str, schema: Mapping[str, Any]) -> tuple[Any, 
         value = json.loads(candidate)
     except json.JSONDecodeError as exc:
         return None, f"the reply is not valid JSON ({exc.msg} at position {exc.pos})"
-    problem = validate_schema(value, schema, what="output")
+    try:
+        problem = validate_schema(value, schema, what="output")
+    except PatternTimeout as exc:
+        # Not a reply problem another attempt could fix: the schema's own pattern is too slow.
+        raise UncheckableOutput(
+            f"the reply could not be checked against the output schema: {exc}"
+        ) from None
     if problem is not None:
         return None, f"the reply does not match the output schema: {problem}"
     return value, None

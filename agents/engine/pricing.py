@@ -12,8 +12,11 @@ _PER_TOKENS = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """USD per one million input and output tokens."""
+class PriceEntry:
+    """USD per one million input and output tokens of one model.
+
+    Not called ``ModelPrice``: that is the ORM model the platform builds these entries from.
+    """
 
     input_per_million: Decimal
     output_per_million: Decimal
@@ -29,15 +32,15 @@ class PriceTable:
     prefix of the name (``gpt-4o`` prices ``gpt-4o-2024-08-06``), since providers often report
     the concrete snapshot that answered."""
 
-    def __init__(self, prices: Mapping[str, tuple[Decimal, Decimal] | ModelPrice] | None = None):
-        self._prices: dict[str, ModelPrice] = {}
+    def __init__(self, prices: Mapping[str, tuple[Decimal, Decimal] | PriceEntry] | None = None):
+        self._prices: dict[str, PriceEntry] = {}
         for model, price in (prices or {}).items():
-            if isinstance(price, ModelPrice):
+            if isinstance(price, PriceEntry):
                 self._prices[model] = price
             else:
-                self._prices[model] = ModelPrice(Decimal(price[0]), Decimal(price[1]))
+                self._prices[model] = PriceEntry(Decimal(price[0]), Decimal(price[1]))
 
-    def lookup(self, model: str) -> ModelPrice | None:
+    def lookup(self, model: str) -> PriceEntry | None:
         """The price of ``model``, or None when unknown."""
         if model in self._prices:
             return self._prices[model]

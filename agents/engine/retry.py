@@ -7,14 +7,32 @@ from collections.abc import Callable
 
 from agents.engine.errors import INVALID_OUTPUT
 from agents.engine.types import RetryConfig
+from agents.providers.base import ErrorKind
 
 # Failures of the model's reply (not of the provider) are always worth another try.
 ALWAYS_RETRIED: frozenset[str] = frozenset({INVALID_OUTPUT})
+# How a broken stream shows: cut off (network_error), or truncated / invalid JSON
+# (malformed_response).
+STREAM_BREAK_KINDS: frozenset[str] = frozenset(
+    {ErrorKind.NETWORK_ERROR, ErrorKind.MALFORMED_RESPONSE}
+)
 
 
-def is_retryable(error_kind: str, retry: RetryConfig) -> bool:
-    """True when ``error_kind`` may be retried on the same target under ``retry``."""
-    return error_kind in ALWAYS_RETRIED or error_kind in retry.retry_on_errors
+def is_retryable(error_kind: str, retry: RetryConfig, *, text_streamed: bool = False) -> bool:
+    """True when ``error_kind`` may be retried on the same target under ``retry``.
+
+    A stream that broke before any of its text reached the client is, for the client, a
+    connection that failed: it is retried whenever ``network_error`` is, even when the agent
+    does not list ``malformed_response``. Once text was streamed, a retry makes the engine
+    withdraw that text (a ``reset`` event), so it needs the kind itself to be allowed.
+    """
+    if error_kind in ALWAYS_RETRIED or error_kind in retry.retry_on_errors:
+        return True
+    return (
+        not text_streamed
+        and error_kind in STREAM_BREAK_KINDS
+        and ErrorKind.NETWORK_ERROR in retry.retry_on_errors
+    )
 
 
 def backoff_delay(

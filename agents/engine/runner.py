@@ -17,15 +17,15 @@ from typing import Any
 
 from agents.engine.breaker import BreakerRegistry, default_breakers
 from agents.engine.events import Emit, discard
-from agents.engine.execution import Execution
-from agents.engine.models import ModelOption
 from agents.engine.pricing import PriceTable
+from agents.engine.routing import ModelOption
+from agents.engine.run_state import RunState
 from agents.engine.tools import ToolRunner
 from agents.engine.turns import ProviderFactory, Sleep
 from agents.engine.types import AgentSnapshot, CallConfig, ExecutionInput, ExecutionResult
 
 
-def _execution(
+def _run_state(
     *,
     agent: AgentSnapshot,
     context: dict[str, Any],
@@ -38,8 +38,8 @@ def _execution(
     breakers: BreakerRegistry | None,
     sleep: Sleep,
     models: Sequence[ModelOption],
-) -> Execution:
-    return Execution(
+) -> RunState:
+    return RunState(
         agent=agent,
         context=context,
         execution_input=input,
@@ -79,7 +79,7 @@ async def run_agent(
     ``sleep`` is the backoff sleep. ``models`` are the tenant's concrete options used to resolve
     a virtual model name (``auto``, ``cb:*``).
     """
-    execution = _execution(
+    state = _run_state(
         agent=agent,
         context=context,
         input=input,
@@ -92,22 +92,22 @@ async def run_agent(
         sleep=sleep,
         models=models,
     )
-    return await execution.execute()
+    return await state.execute()
 
 
 class AgentRun:
     """A started execution that can be cancelled and always yields an ``ExecutionResult``."""
 
-    def __init__(self, execution: Execution) -> None:
-        self._execution = execution
+    def __init__(self, state: RunState) -> None:
+        self._state = state
         self._task: asyncio.Task[ExecutionResult] = asyncio.create_task(
-            execution.execute(), name=f"agent-run-{execution.execution_id}"
+            state.execute(), name=f"agent-run-{state.execution_id}"
         )
 
     @property
     def execution_id(self) -> str:
         """The execution id (from ``context["execution_id"]`` or generated)."""
-        return self._execution.execution_id
+        return self._state.execution_id
 
     def done(self) -> bool:
         """True once the run reached a terminal state."""
@@ -126,7 +126,7 @@ class AgentRun:
             if current is not None and current.cancelling():
                 # Our caller is being cancelled (awaiting the task cancelled it as well).
                 raise
-            return self._execution.result(
+            return self._state.result(
                 "cancelled", error_code="cancelled", error_message="the execution was cancelled"
             )
 
@@ -150,7 +150,7 @@ def start_agent(
     Must be called from a running event loop.
     """
     return AgentRun(
-        _execution(
+        _run_state(
             agent=agent,
             context=context,
             input=input,

@@ -4,10 +4,14 @@ A *turn* is one request to the model with the conversation so far; a tool-using 
 several. Each turn walks the targets in order (the primary, then the agent's fallbacks), giving
 each target its own sequence of up to ``retry.max_attempts`` attempts:
 
-- a retryable failure (a kind in ``retry_on_errors``, or ``invalid_output``) sleeps with
-  backoff and tries the same target again;
+- a retryable failure (a kind in ``retry_on_errors``, or ``invalid_output``; see
+  :func:`~agents.engine.retry.is_retryable` for streams that broke) sleeps with backoff, or
+  the provider's Retry-After, and tries the same target again;
 - a permanent failure, exhausted attempts, a Retry-After above the backoff cap, or an open
-  circuit moves on to the next target at once;
+  circuit breaker moves on to the next target at once: no attempt is spent, and no backoff
+  slept, on a target whose breaker is open while another target remains;
+- an attempt that fails after streaming text is followed by a ``reset`` event withdrawing that
+  text, before anything else is streamed (see :mod:`agents.engine.events`);
 - once a target has answered, later turns of the same execution start with it (the
   conversation stays on one model unless that model fails).
 """
@@ -24,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from agents.engine.breaker import BreakerRegistry, CircuitBreaker
-from agents.engine.errors import INVALID_OUTPUT
+from agents.engine.errors import INVALID_OUTPUT, UncheckableOutput
 from agents.engine.events import EventSink
 from agents.engine.mapping import parse_structured_output
 from agents.engine.pricing import PriceTable, add_usage
@@ -68,11 +72,20 @@ class TurnFailed(Exception):
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        streamed_from: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        # Sequence of the attempt's first chunk event, None when it streamed no text.
+        self.streamed_from = streamed_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +182,16 @@ class TurnRunner:
                     turn = await self._attempt(target, messages, breaker)
                 except _AttemptFailed as failure:
                     last = failure
-                    if attempt_no == max_attempts or not is_retryable(failure.kind, self.retry):
+                    streamed = failure.streamed_from is not None
+                    if failure.streamed_from is not None:
+                        await self._withdraw(target, failure.kind, failure.streamed_from)
+                    if attempt_no == max_attempts or not is_retryable(
+                        failure.kind, self.retry, text_streamed=streamed
+                    ):
+                        break
+                    if breaker.state == "open":
+                        # This failure opened the breaker: waiting out a backoff only to be
+                        # refused would delay the fallback (or the failure) for nothing.
                         break
                     delay = backoff_delay(attempt_no, self.retry, retry_after=failure.retry_after)
                     if delay is None:
@@ -194,6 +216,17 @@ class TurnRunner:
                     }
                 )
         raise TurnFailed(last.kind, last.message)
+
+    async def _withdraw(self, target: ModelTarget, kind: str, first_sequence: int) -> None:
+        await self.sink.send(
+            {
+                "type": "reset",
+                "reason": str(kind),
+                "message": f"the reply of {target.model} failed part-way ({kind}); the text "
+                f"streamed from chunk {first_sequence} on is withdrawn",
+                "discard_from_sequence": first_sequence,
+            }
+        )
 
     def _record(
         self,
@@ -235,6 +268,7 @@ class TurnRunner:
     ) -> Turn:
         started_at = datetime.now(UTC)
         started = time.monotonic()
+        first_sequence: int | None = None
         text: list[str] = []
         calls: list[ToolCall] = []
         usage: Usage | None = None
@@ -249,6 +283,8 @@ class TurnRunner:
                         async for event in stream:
                             if isinstance(event, TextDelta):
                                 text.append(event.text)
+                                if first_sequence is None:
+                                    first_sequence = self.sink.chunks_sent + 1
                                 await self.sink.chunk(event.text)
                             elif isinstance(event, ToolCallsReady):
                                 calls.extend(event.calls)
@@ -279,6 +315,7 @@ class TurnRunner:
                     ErrorKind.MALFORMED_RESPONSE, f"the provider failed ({type(exc).__name__})"
                 ) from None
         except _AttemptFailed as failure:
+            failure.streamed_from = first_sequence
             breaker.record_failure(failure.kind)
             self._record(
                 target,
@@ -301,7 +338,14 @@ class TurnRunner:
             usage = _estimate_usage(messages, reply, tuple(calls))
         output: Any = reply
         if not calls and self.agent.output_schema is not None:
-            output, problem = parse_structured_output(reply, self.agent.output_schema)
+            try:
+                output, problem = parse_structured_output(reply, self.agent.output_schema)
+            except UncheckableOutput as exc:
+                # The run fails with this error; the attempt (and its tokens) still counts.
+                self._record(target, "failed", exc.code, started, usage, exc.message, started_at)
+                if first_sequence is not None:
+                    await self._withdraw(target, exc.code, first_sequence)
+                raise
             if problem is not None:
                 self._record(
                     target,
@@ -313,7 +357,7 @@ class TurnRunner:
                     started_at,
                     finished.model,
                 )
-                raise _AttemptFailed(INVALID_OUTPUT, problem)
+                raise _AttemptFailed(INVALID_OUTPUT, problem, streamed_from=first_sequence)
         self._record(target, "succeeded", None, started, usage, None, started_at, finished.model)
         self.model_used = finished.model or target.model
         return Turn(text=reply, tool_calls=tuple(calls), output=output, model=self.model_used)

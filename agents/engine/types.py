@@ -19,7 +19,9 @@ ExecutionStatus = Literal["completed", "failed", "timeout", "cancelled"]
 AttemptStatus = Literal["succeeded", "failed", "skipped", "cancelled"]
 ToolKind = Literal["agent", "http", "mcp"]
 
-DEFAULT_RETRY_ON: tuple[str, ...] = ("timeout", "rate_limit", "network_error")
+# A broken stream (malformed_response) is as transient as a dropped connection; server errors
+# stay opt-in, as in the original system (a 500 often repeats for the same request).
+DEFAULT_RETRY_ON: tuple[str, ...] = ("timeout", "rate_limit", "network_error", "malformed_response")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +47,9 @@ class ModelTarget:
 class ToolDefinition:
     """A tool an agent may call. ``parameters`` is the JSON Schema of its arguments.
 
-    ``config`` is kind-specific: for ``http`` see :class:`agents.engine.tools.HttpTool`; for
-    ``agent`` and ``mcp`` it is whatever the runner plugged into :class:`CompositeToolRunner`
-    for that kind expects.
+    ``config`` is kind-specific: for ``http`` see
+    :class:`agents.providers.http_tool.HttpTool`; for ``agent`` and ``mcp`` it is whatever the
+    runner plugged into :class:`CompositeToolRunner` for that kind expects.
     """
 
     name: str

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from agents.fakellm.server import serve
+from agents.fakellm.state import Chaos
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +21,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between chunks")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--chaos",
+        type=_chaos,
+        default=None,
+        help='global fault rates as JSON, e.g. \'{"rates": {"500": 0.1, "disconnect": 0.05}, '
+        '"seed": 1}\'',
+    )
     args = parser.parse_args(argv)
     serve(
         args.host,
@@ -26,7 +35,15 @@ def main(argv: list[str] | None = None) -> None:
         first_token_delay=args.first_token_delay,
         chunk_delay=args.chunk_delay,
         log_level=args.log_level,
+        chaos=args.chaos,
     )
+
+
+def _chaos(text: str) -> Chaos:
+    try:
+        return Chaos.parse(json.loads(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from agents.fakellm.dialects import GEMINI, Dialect, Parsed, Reply, dialect_for
-from agents.fakellm.state import FakeState, Step
+from agents.fakellm.state import Chaos, FakeState, Step
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -139,6 +139,23 @@ def create_app(state: FakeState | None = None) -> ASGIApp:
             await _json(send, 200, {"cleared": True})
         elif path == "/_control/requests" and method == "GET":
             await _json(send, 200, {"requests": state.requests(key or "")})
+        elif path == "/_control/chaos" and method == "POST":
+            try:
+                data = json.loads(body)
+                chaos = Chaos.parse(data)
+                chaos_key = data.get("key")
+                if chaos_key is not None and not isinstance(chaos_key, str):
+                    raise ValueError("key must be a string")
+            except (ValueError, TypeError, AttributeError) as exc:
+                await _json(send, 400, {"error": str(exc)})
+                return
+            state.set_chaos(chaos_key, chaos)
+            await _json(send, 200, state.chaos(chaos_key))
+        elif path == "/_control/chaos" and method == "GET":
+            await _json(send, 200, state.chaos(key))
+        elif path == "/_control/chaos" and method == "DELETE":
+            state.set_chaos(key, None)
+            await _json(send, 200, {"cleared": True})
         else:
             await _json(send, 404, {"error": "unknown control endpoint"})
 
@@ -165,9 +182,19 @@ def create_app(state: FakeState | None = None) -> ASGIApp:
             )
             delay = state.chunk_delay if step.chunk_delay is None else step.chunk_delay
             content_seen = 0
-            # malformed / stream_error: one good content frame, then the bad tail, then EOF.
+            # malformed / truncate / stream_error: by default one good content frame, then the
+            # bad tail (or nothing), then EOF; a reset drops the connection half-way.
             bad = step.malformed or step.truncate or step.stream_error is not None
-            first_content = next((i for i, (_, c) in enumerate(frames) if c), 0)
+            content = [i for i, (_, c) in enumerate(frames) if c]
+            bad_cut = (content[0] if content else 0) + 1
+            reset_cut = max(1, len(frames) // 2)
+            if step.fault_after_chunks is not None:
+                # Before the (n+1)-th content frame; past the last one, right after it (still
+                # before the frame that says the reply is finished).
+                n = max(0, step.fault_after_chunks)
+                bad_cut = reset_cut = (
+                    content[n] if n < len(content) else (content[-1] + 1 if content else 0)
+                )
             for index, (frame, is_content) in enumerate(frames):
                 if is_content:
                     pause = first_delay if content_seen == 0 else delay
@@ -178,11 +205,13 @@ def create_app(state: FakeState | None = None) -> ASGIApp:
                     content_seen += 1
                 if watcher.done():
                     return
-                if step.reset_mid_stream and index >= max(1, len(frames) // 2):
+                if step.reset_mid_stream and index >= reset_cut:
                     raise ResetConnection("scripted reset")
-                if bad and index > first_content:
+                if bad and index >= bad_cut:
                     break
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if step.reset_mid_stream:
+                raise ResetConnection("scripted reset")
             if step.malformed:
                 await send(
                     {"type": "http.response.body", "body": dialect.garbage, "more_body": True}
@@ -215,7 +244,7 @@ def create_app(state: FakeState | None = None) -> ASGIApp:
         # The client port shows whether requests reused a kept-alive connection.
         entry["client_port"] = (scope.get("client") or ("", 0))[1]
         entry["query"] = query
-        step = state.next_step(key)
+        step = state.next_step(key, body)
         if step.latency > 0:
             await asyncio.sleep(step.latency)
         if step.status is not None and step.status != 200:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from agents.fakellm.app import create_app
-from agents.fakellm.state import FakeState
+from agents.fakellm.state import Chaos, FakeState
 
 
 def _config(state: FakeState, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -70,8 +70,16 @@ def start_in_thread(
 
 
 def serve(
-    host: str, port: int, *, first_token_delay: float, chunk_delay: float, log_level: str
+    host: str,
+    port: int,
+    *,
+    first_token_delay: float,
+    chunk_delay: float,
+    log_level: str,
+    chaos: Chaos | None = None,
 ) -> None:
-    """Run in the foreground until interrupted."""
+    """Run in the foreground until interrupted; ``chaos`` sets global fault rates."""
     state = FakeState(first_token_delay=first_token_delay, chunk_delay=chunk_delay)
+    if chaos is not None:
+        state.set_chaos(None, chaos)
     uvicorn.Server(_config(state, host, port, log_level)).run()

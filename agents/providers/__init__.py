@@ -27,7 +27,7 @@ from agents.providers.base import (
 )
 from agents.providers.echo import EchoProvider
 from agents.providers.google import GoogleProvider
-from agents.providers.http import aclose_all, configure_pool
+from agents.providers.http import aclose_all
 from agents.providers.ollama import OllamaProvider
 from agents.providers.openai import OpenAIProvider
 from agents.providers.ssrf import UnsafeURL, check_url
@@ -123,6 +123,5 @@ __all__ = [
     "aclose_all",
     "check_url",
     "complete",
-    "configure_pool",
     "get_provider",
 ]

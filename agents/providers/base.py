@@ -17,8 +17,15 @@ from typing import Any, Literal, Protocol
 
 
 class ErrorKind(enum.StrEnum):
-    """Why a provider call failed. The first four are the retryable kinds agents may name in
-    ``retry_on_errors``; the rest are permanent."""
+    """Why a provider call failed.
+
+    Retryable (:data:`RETRYABLE_KINDS`, the kinds agents may name in ``retry_on_errors``):
+    ``timeout``, ``rate_limit`` (a 429: the caller's quota, retried after Retry-After, never a
+    reason to open a circuit breaker), ``network_error`` (refused, reset, or a stream cut off),
+    ``server_error`` (5xx, or an error event inside a stream) and ``malformed_response`` (a
+    stream that ended early or carried invalid JSON: transient like a dropped connection). The
+    rest are permanent.
+    """
 
     TIMEOUT = "timeout"
     RATE_LIMIT = "rate_limit"
@@ -32,7 +39,13 @@ class ErrorKind(enum.StrEnum):
 
 
 RETRYABLE_KINDS: frozenset[ErrorKind] = frozenset(
-    {ErrorKind.TIMEOUT, ErrorKind.RATE_LIMIT, ErrorKind.NETWORK_ERROR, ErrorKind.SERVER_ERROR}
+    {
+        ErrorKind.TIMEOUT,
+        ErrorKind.RATE_LIMIT,
+        ErrorKind.NETWORK_ERROR,
+        ErrorKind.SERVER_ERROR,
+        ErrorKind.MALFORMED_RESPONSE,
+    }
 )
 
 
@@ -69,7 +82,14 @@ ProviderKind = Literal["openai", "anthropic", "google", "ollama", "echo"]
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
-    """Where and how to reach one provider account. ``api_key`` is plaintext in memory only."""
+    """Where and how to reach one provider account. ``api_key`` is plaintext in memory only.
+
+    ``breaker_key`` names the circuit breaker this account's calls count towards (see
+    :mod:`agents.engine.breaker`). The platform sets it per tenant and credential,
+    ``f"{schema_name}:{credential_id}"``, so one tenant's failing key never opens the breaker
+    of another tenant using the same provider. Empty means (kind, base URL), for callers
+    outside any tenant (tests, the benchmark).
+    """
 
     kind: ProviderKind
     base_url: str
@@ -82,6 +102,7 @@ class ProviderConfig:
     # Sending the request body, and waiting for a free pooled connection.
     write_timeout: float = 10.0
     pool_timeout: float = 5.0
+    breaker_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

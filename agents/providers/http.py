@@ -17,7 +17,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,23 +45,11 @@ MAX_STREAM_BYTES = 32 * 1024 * 1024
 MAX_LINE_BYTES = 4 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
-_limits = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30.0)
+_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30.0)
 _ClientKey = tuple[str, tuple[str, ...]]
 # Keyed by id(loop) rather than a WeakKeyDictionary: not every loop implementation (uvloop)
 # supports weak references. Entries of closed loops are purged when a client is created.
 _clients: dict[int, tuple[asyncio.AbstractEventLoop, dict[_ClientKey, httpx.AsyncClient]]] = {}
-
-
-def configure_pool(
-    *, max_connections: int, max_keepalive_connections: int, keepalive_expiry: float
-) -> None:
-    """Set connection limits for clients created from now on (call once at startup)."""
-    global _limits
-    _limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_keepalive_connections,
-        keepalive_expiry=keepalive_expiry,
-    )
 
 
 def timeout_for(config: ProviderConfig) -> httpx.Timeout:
@@ -75,7 +63,7 @@ def timeout_for(config: ProviderConfig) -> httpx.Timeout:
 
 def _build_client(allowed: tuple[str, ...]) -> httpx.AsyncClient:
     transport = httpx.AsyncHTTPTransport(
-        limits=_limits, http1=True, http2=False, retries=0, trust_env=False
+        limits=_LIMITS, http1=True, http2=False, retries=0, trust_env=False
     )
     pool = getattr(transport, "_pool", None)
     # httpx has no public hook for the network backend; fail loudly if its internals move
@@ -94,10 +82,21 @@ def _build_client(allowed: tuple[str, ...]) -> httpx.AsyncClient:
 
 def get_client(config: ProviderConfig) -> httpx.AsyncClient:
     """The shared client for ``config``'s origin on the running event loop."""
-    loop = asyncio.get_running_loop()
     url = httpx.URL(config.base_url)
-    origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
-    key: _ClientKey = (origin, tuple(sorted(config.allowed_private)))
+    # One pool per upstream origin: a slow provider can not take every connection.
+    return pooled_client(f"{url.scheme}://{url.netloc.decode('ascii')}", config.allowed_private)
+
+
+def pooled_client(pool: str, allowed_private: Sequence[str] = ()) -> httpx.AsyncClient:
+    """The shared client of ``pool`` for this allow-list on the running event loop.
+
+    Provider adapters use one pool per upstream origin; the HTTP tool uses the single pool
+    ``"tools"`` (tenants write tool URLs, so a pool per origin would grow without bound). Every
+    outbound request of the platform goes through here, so all get the same connection limits,
+    no redirects, no proxies from the environment, and the connect-time SSRF guard.
+    """
+    loop = asyncio.get_running_loop()
+    key: _ClientKey = (pool, tuple(sorted(allowed_private)))
     entry = _clients.get(id(loop))
     if entry is None or entry[0] is not loop:
         for loop_id, (other, _) in list(_clients.items()):

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from agents.crypto import decrypt_secret, encrypt_secret, field_key_ring
 from agents.models import ProviderCredential, ProviderKind
@@ -100,7 +100,12 @@ def credential_save(
 
 
 def provider_config_for(credential: ProviderCredential) -> ProviderConfig:
-    """The engine's view of a credential, secrets opened. Lives in memory only."""
+    """The engine's view of a credential, secrets opened. Lives in memory only.
+
+    Its circuit breaker is the tenant's own for this credential (``<schema>:<credential id>``,
+    the schema the credential was just read from): one tenant's failing key or exhausted quota
+    never opens a breaker for another tenant on the same provider.
+    """
     headers = decrypt_secret(credential.extra_headers_encrypted)
     return ProviderConfig(
         kind=credential.kind,  # type: ignore[arg-type]
@@ -108,6 +113,7 @@ def provider_config_for(credential: ProviderCredential) -> ProviderConfig:
         api_key=decrypt_secret(credential.api_key_encrypted),
         extra_headers=json.loads(headers) if headers else {},
         allowed_private=tuple(settings.PROVIDER_ALLOWED_PRIVATE),
+        breaker_key=f"{connection.schema_name}:{credential.pk}",
     )
 
 

@@ -66,7 +66,20 @@ async def test_event_sequence_of_a_streamed_run(factory, events, breakers) -> No
     assert set(get_args(EventType)) >= TERMINAL_EVENT_TYPES
 
 
-async def test_chunk_numbers_keep_increasing_across_a_retry(factory, events, sleeps, breakers):
+def kept_text(events: list[dict]) -> str:
+    """What a client following the reset rule of agents.engine.events shows."""
+    kept: list[dict] = []
+    for event in events:
+        if event["type"] == "chunk":
+            kept.append(event)
+        elif event["type"] == "reset":
+            kept = [c for c in kept if c["sequence"] < event["discard_from_sequence"]]
+    return "".join(c["text"] for c in kept)
+
+
+async def test_text_of_a_stream_broken_part_way_is_withdrawn_before_the_retry(
+    factory, events, sleeps, breakers
+):
     agent = make_agent(retry=RetryConfig(max_attempts=2, backoff_seconds=1.0))
     factory.add(
         agent.provider,
@@ -87,15 +100,21 @@ async def test_chunk_numbers_keep_increasing_across_a_retry(factory, events, sle
         "execution.started",
         "chunk",
         "chunk",
+        "reset",
         "thinking",
         "chunk",
         "chunk",
         "usage",
         "complete",
     ]
+    # Numbering never restarts; the reset says where the withdrawn text began.
     assert [c["sequence"] for c in events.of("chunk")] == [1, 2, 3, 4]
+    reset = events.of("reset")[0]
+    assert reset["discard_from_sequence"] == 1
+    assert reset["reason"] == "network_error"
+    assert "gpt-test" in reset["message"]
     assert "retrying" in events.of("thinking")[0]["message"]
-    assert events.of("complete")[0]["output"] == "whole answer"
+    assert kept_text(events.events) == events.of("complete")[0]["output"] == "whole answer"
 
 
 async def test_usage_and_cost_sum_across_attempts_and_models(factory, sleeps, breakers) -> None:

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agents/engine", "agents/providers", "agents/fakellm")
 # Web-framework layers no package here may touch.
 FORBIDDEN_EVERYWHERE = ("rest_framework", "channels", "django.http")
-# The engine must not know Django at all.
-FORBIDDEN_IN_ENGINE = ("django",)
+# The engine must not know Django at all, and does no HTTP of its own: outbound calls (models,
+# the HTTP tool) go through agents.providers, whose clients are pooled and SSRF-guarded.
+FORBIDDEN_IN_ENGINE = ("django", "httpx", "httpcore")
 
 
 def imported_modules(tree: ast.AST, module: str) -> set[str]:

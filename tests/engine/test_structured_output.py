@@ -110,9 +110,9 @@ async def test_invalid_output_everywhere_fails_clearly(factory, events, sleeps, 
 
 
 async def test_invalid_output_does_not_trip_the_breaker(factory, sleeps) -> None:
-    from agents.engine import BreakerRegistry
+    from agents.engine import BreakerPolicy, BreakerRegistry
 
-    registry = BreakerRegistry(failure_threshold=1)
+    registry = BreakerRegistry(BreakerPolicy(minimum_calls=1, confidence_z=0))
     agent = structured_agent(retry=RetryConfig(max_attempts=2, backoff_seconds=1.0))
     factory.add(agent.provider, reply("nope"), reply('{"label": "bug", "confidence": 1}'))
     result = await run_agent(

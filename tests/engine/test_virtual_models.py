@@ -14,7 +14,7 @@ from agents.engine import (
     resolve_model,
     run_agent,
 )
-from agents.engine.models import AUTO_LONG_PROMPT_CHARS
+from agents.engine.routing import AUTO_LONG_PROMPT_CHARS
 
 from .fakes import PRIMARY, SECONDARY, make_agent, make_context, reply
 

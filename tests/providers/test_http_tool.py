@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.engine import HttpTool, ToolCallContext, ToolDefinition
+from agents.engine import ToolCallContext, ToolDefinition
+from agents.providers.http_tool import HttpTool
 
 
 def context_for(config: dict[str, Any], name: str = "lookup") -> ToolCallContext:
@@ -204,3 +205,20 @@ async def test_connect_time_guard_blocks_when_only_the_check_is_bypassed(local_s
         await tool.aclose()
     assert outcome.is_error
     assert outcome.content.startswith("blocked_url")
+
+
+async def test_tools_share_the_providers_pooled_client(fake_llm, api_key) -> None:
+    # The platform builds one HttpTool per execution; their requests must still reuse the
+    # process's pooled (kept-alive, SSRF-guarded) connections rather than open a client each.
+    config = {
+        "url": f"{fake_llm.url}/v1/chat/completions",
+        "headers": {"authorization": f"Bearer {api_key}"},
+    }
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(2):
+        tool = HttpTool(allowed_private=("127.0.0.1",))
+        outcome = await tool.call("llm", body, context=context_for(config))
+        assert not outcome.is_error, outcome.content
+    ports = {r["client_port"] for r in fake_llm.requests(api_key)}
+    assert len(fake_llm.requests(api_key)) == 2
+    assert len(ports) == 1

@@ -1,7 +1,8 @@
-"""One execution: input → prompt → model turns (retries, fallbacks, tools) → output.
+"""One run of an agent: input → prompt → model turns (retries, fallbacks, tools) → output.
 
-:class:`Execution` holds the state of a run so that a cancelled run can still report what it
-spent; :mod:`agents.engine.runner` holds the public entry points.
+:class:`RunState` holds the mutable state of a run so that a cancelled run can still report
+what it spent; :mod:`agents.engine.runner` holds the public entry points. (It is not the ORM
+``agents.models.Execution``, which stores a run; the engine knows nothing of storage.)
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from agents.engine.mapping import (
     validate_input,
     validate_schema,
 )
-from agents.engine.models import ModelOption, is_virtual, resolve_model
 from agents.engine.pricing import PriceTable
 from agents.engine.prompts import build_system_prompt, build_user_message, initial_messages
+from agents.engine.routing import ModelOption, is_virtual, resolve_model
+from agents.engine.schemas import PatternTimeout
 from agents.engine.tools import ToolCallContext, ToolOutcome, ToolRunner, wrap_untrusted
 from agents.engine.turns import ProviderFactory, Sleep, TurnFailed, TurnRunner
 from agents.engine.types import (
@@ -52,7 +54,7 @@ def _default_provider_factory() -> ProviderFactory:
     return get_provider
 
 
-class Execution:
+class RunState:
     """The mutable state of one execution; :class:`~agents.engine.runner.AgentRun` reads it to
     build a partial result after a cancel."""
 
@@ -315,7 +317,10 @@ class Execution:
             )
         if not isinstance(call.arguments, dict):
             return ToolOutcome("tool arguments must be a JSON object", is_error=True)
-        problem = validate_schema(call.arguments, definition.parameters, what="tool")
+        try:
+            problem = validate_schema(call.arguments, definition.parameters, what="tool")
+        except PatternTimeout as exc:
+            problem = str(exc)
         if problem is not None:
             return ToolOutcome(f"invalid arguments for {call.name!r}: {problem}", is_error=True)
         if self.tools is None:
