@@ -243,12 +243,7 @@ class AgentAdmin(admin.ModelAdmin):
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
                 data = super().clean()
-                from agents.services.agents import (
-                    WRITABLE_FIELDS,
-                    _agent_exists,
-                    _credential_exists,
-                )
-                from agents.validation import validate_agent_config
+                from agents.services.agents import WRITABLE_FIELDS, agent_config_check
 
                 config = {k: v for k, v in data.items() if k in WRITABLE_FIELDS}
                 try:
@@ -256,12 +251,7 @@ class AgentAdmin(admin.ModelAdmin):
                     # tool moved to another host) belong on the form, not in a failed save.
                     if "tools" in data:
                         seal_tool_secrets(data["tools"], stored=self.instance.tools or [])
-                    validate_agent_config(
-                        config,
-                        self_slug=config.get("slug"),
-                        agent_exists=_agent_exists,
-                        credential_exists=_credential_exists,
-                    )
+                    agent_config_check(config)
                 except DomainError as exc:
                     field = exc.message.partition(":")[0].split("[")[0].split(".")[0]
                     if field in self.fields:

@@ -29,6 +29,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from agents.core import DatabaseUnavailable, RunHandle, StoredEvent, follow_events, start_run
 from agents.models import Execution
+from agents.selectors import execution_get
+from agents.services.agents import agent_get
 from config.errors import DomainError, error_response
 from config.middleware import request_id_for
 from tenants.access import authorize_async
@@ -93,7 +95,7 @@ def event_line(event: StoredEvent) -> str:
 
 
 def _status(execution_id: str) -> str:
-    return str(Execution.objects.values_list("status", flat=True).get(pk=execution_id))
+    return str(execution_get(execution_id).status)
 
 
 async def _follow(schema_name: str, execution_id: str, after: int) -> AsyncIterator[str]:
@@ -164,8 +166,8 @@ async def _run(
             handle.cancel()  # the browser went away: stop the upstream call too
 
 
-def _execution_of(agent_ref: str, execution_id: str) -> bool:
-    return Execution.objects.filter(pk=execution_id, agent_id=agent_ref).exists()
+def _execution_of(agent_ref: str, execution_id: str) -> Execution:
+    return execution_get(execution_id, agent=agent_get(agent_ref))
 
 
 @require_GET
@@ -179,8 +181,10 @@ async def test_run_events(request: HttpRequest, object_id: str, execution_id: st
         after = max(int(request.GET.get("after") or 0), 0)
     except ValueError:
         return error_response(request, 400, "validation_error", "after: must be an integer")
-    if not await in_schema(principal.schema_name, _execution_of, object_id, execution_id):
-        return error_response(request, 404, "not_found", "Execution not found.")
+    try:
+        await in_schema(principal.schema_name, _execution_of, object_id, execution_id)
+    except DomainError as exc:
+        return error_response(request, exc.status, exc.code, exc.message)
     return StreamingHttpResponse(
         _follow(principal.schema_name, execution_id, after),
         content_type=NDJSON,

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import Avg, Count, Q, QuerySet
 
-from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus
+from agents.models import Agent, Execution, ExecutionStatus
 from config.errors import NotFound
 
 
@@ -51,10 +51,6 @@ def execution_list(
     return queryset.order_by("-created_at")
 
 
-def execution_find_by_context_key(key: str, value: Any) -> QuerySet[Execution]:
-    return execution_list(context_filters={key: value})
-
-
 def execution_count_by_context(path: str, value: Any) -> int:
     return execution_list(context_filters={path: value}).count()
 
@@ -71,12 +67,6 @@ def execution_get(execution_id: str, *, agent: Agent | None = None) -> Execution
     if execution is None:
         raise NotFound("Execution not found.")
     return execution
-
-
-def execution_events(execution_id: str, *, after: int = 0) -> list[ExecutionEvent]:
-    return list(
-        ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=after).order_by("seq")
-    )
 
 
 def agent_stats(agent: Agent | None = None) -> dict[str, Any]:

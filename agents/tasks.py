@@ -22,11 +22,11 @@ from procrastinate.jobs import Job, Status
 from procrastinate.retry import BaseRetryStrategy
 
 from agents.core import queue, recovery
+from agents.core.cancel import cancel_requested
 from agents.core.claim import Claim, claim_stored
 from agents.core.hub import get_hub
 from agents.core.idempotency import idempotency_purge
 from agents.core.run import run_claimed
-from agents.models import Execution
 from tenants.context import in_schema
 
 logger = logging.getLogger(__name__)
@@ -77,17 +77,13 @@ async def run_execution(schema_name: str, execution_id: str) -> str:
     return execution.status
 
 
-def _cancel_requested(execution_id: str) -> bool:
-    return Execution.objects.filter(pk=execution_id, cancel_requested_at__isnull=False).exists()
-
-
 async def _watch_cancel(schema_name: str, execution_id: str) -> None:
     """Backstop for the cancel NOTIFY: one sent before the run registered with the hub, or
     while the hub was reconnecting, would be lost. Looks at the row now and then instead."""
     while True:
         await asyncio.sleep(settings.WORKER_CANCEL_CHECK_SECONDS)
         try:
-            requested = await in_schema(schema_name, _cancel_requested, execution_id)
+            requested = await in_schema(schema_name, cancel_requested, execution_id)
         except Exception:  # the database is away: the run goes on; look again later
             logger.debug("cancel check for %s failed", execution_id, exc_info=True)
             continue

@@ -240,6 +240,8 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
         {
             "DJANGO_SETTINGS_MODULE": "config.test_settings",
             "PROVIDER_ALLOWED_PRIVATE": "127.0.0.1",  # the fake LLM server listens there
+            # Revoked keys end their WebSockets within a second (tests wait on that).
+            "WS_CREDENTIAL_CHECK_SECONDS": "0.5",
             "DATABASE_URL": (
                 f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or ''}:{db['PORT'] or ''}/{db['NAME']}"
                 if db["HOST"] and not db["HOST"].startswith("/")

@@ -154,7 +154,7 @@ def frame(seq: int | None, event: str, data: str) -> bytes:
 
 
 def _ended(execution_id: str) -> Execution:
-    return Execution.objects.get(pk=execution_id)
+    return execution_get(execution_id)
 
 
 async def event_frame(schema: str, execution_id: str, event: StoredEvent) -> bytes:

@@ -109,6 +109,11 @@ def _cancel_one(schema_name: str, execution: Execution, actor: str) -> None:
             )
 
 
+def cancel_requested(execution_id: str) -> bool:
+    """Has someone asked this execution to stop? (A worker's backstop for a missed NOTIFY.)"""
+    return Execution.objects.filter(pk=execution_id, cancel_requested_at__isnull=False).exists()
+
+
 def cancel_execution(*, schema_name: str, execution: Execution, actor: str) -> dict[str, Any]:
     """Ask an execution and all its child executions to stop. Idempotent; returns a receipt
     (``status`` is terminal when the run ended here, else it is still stopping)."""
@@ -137,16 +142,3 @@ def cancel_execution(*, schema_name: str, execution: Execution, actor: str) -> d
         "cancel_requested": bool(cancelled),
         "executions": cancelled,
     }
-
-
-def cancel_unstarted_of_agent(*, schema_name: str, agent_id: str, reason: str) -> int:
-    """End the agent's runs that have not started (an operator disabled it): they are not
-    run. Returns how many ended."""
-    ended = 0
-    for execution in Execution.objects.filter(agent_id=agent_id, status__in=NOT_STARTED):
-        if end_unstarted(
-            execution, status=ExecutionStatus.CANCELLED, code="agent_disabled", message=reason
-        ):
-            queue.dequeue(schema_name=schema_name, execution_id=execution.pk)
-            ended += 1
-    return ended

@@ -102,9 +102,15 @@ def _apply(agent: Agent, changes: dict[str, Any]) -> None:
             setattr(agent, field, value)
     if agent.credential_id is None:
         raise ValidationFailed("credential: required", details={"credential": ["required"]})
+    agent_config_check(_config_of(agent))
+
+
+def agent_config_check(config: dict[str, Any]) -> None:
+    """Validate an agent configuration against the rules and this tenant's agents and
+    credentials (current schema); ``ValidationFailed`` names the first wrong field."""
     validate_agent_config(
-        _config_of(agent),
-        self_slug=agent.slug,
+        config,
+        self_slug=config.get("slug"),
         agent_exists=_agent_exists,
         credential_exists=_credential_exists,
     )

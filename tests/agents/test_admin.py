@@ -443,6 +443,20 @@ def test_test_run_streams_chunks_and_stores_the_execution(alpha, browser, echo_a
         assert ExecutionEvent.objects.filter(execution=execution, type="chunk").exists()
 
 
+def test_a_test_run_is_read_again_from_its_events_url_after_a_cursor(alpha, browser, echo_agent):
+    events = ndjson(
+        browser.post(url("agents_agent_test_run_stream", echo_agent.pk), {"message": "resume me"})
+    )
+    events_url = events[0]["events_url"]
+    seqs = [e["seq"] for e in events if "seq" in e]
+    rest = ndjson(browser.get(f"{events_url}?after=2"))
+    # The rest of the stored log from the cursor on, nothing twice, then the end.
+    assert [e["seq"] for e in rest if "seq" in e] == [seq for seq in seqs if seq > 2]
+    assert rest[-1] == events[-1] and rest[-1]["type"] == "stored"
+    # The events URL is the tenant's own and for operators only.
+    assert Client(HTTP_HOST=alpha.host).get(events_url).status_code == 403
+
+
 def test_test_run_stream_is_for_staff_and_post_only(alpha, browser, echo_agent):
     stream = url("agents_agent_test_run_stream", echo_agent.pk)
     anonymous = Client(HTTP_HOST=alpha.host)

@@ -120,3 +120,75 @@ async def test_a_later_auth_cannot_switch_the_tenant(ws: WsEnv) -> None:
         assert (await recv(conn))["code"] == "not_found"  # still alpha, still authenticated
         await send(conn, {"type": "ping"})
         assert (await recv(conn))["type"] == "pong"
+
+
+def _new_key(tenant_slug: str, role: str = "user") -> tuple[str, str]:
+    from tenants.models import Tenant
+    from tenants.services import api_key_create
+
+    try:
+        with schema_context("public"):
+            tenant = Tenant.objects.get(slug=tenant_slug)
+            made = api_key_create(tenant=tenant, role=role, name="short-lived", actor="tests")
+        return made.key, str(made.api_key.id)
+    finally:
+        connection.close()
+
+
+def _revoke(key_id: str) -> None:
+    from tenants.models import ApiKey
+    from tenants.services import api_key_revoke
+
+    try:
+        with schema_context("public"):
+            api_key_revoke(api_key=ApiKey.objects.get(pk=key_id), actor="tests")
+    finally:
+        connection.close()
+
+
+async def test_revoking_the_key_closes_its_connections(ws: WsEnv) -> None:
+    key, key_id = await sync_to_async(_new_key, thread_sensitive=False)("alpha")
+    async with ws.connect() as conn, ws.connect() as other:
+        await authed(conn, key)
+        await authed(other, ws.alpha.user_key)  # another key of the same tenant
+        await sync_to_async(_revoke, thread_sensitive=False)(key_id)
+        failure = await recv(conn, timeout=10)
+        assert failure == {"type": "auth_failure", "error": failure["error"]}
+        assert "revoked" in failure["error"]
+        assert await closed_code(conn) == 4401
+        await send(other, {"type": "ping"})
+        assert (await recv(other))["type"] == "pong"  # untouched
+
+
+def _tenant_with_key(slug: str) -> str:
+    from tests.conftest import ensure_tenant
+
+    try:
+        ensure_tenant(slug)
+        return _new_key(slug)[0]
+    finally:
+        connection.close()
+
+
+def _set_status(slug: str, status: str) -> None:
+    from tenants.models import Tenant
+
+    try:
+        with schema_context("public"):
+            Tenant.objects.filter(slug=slug).update(status=status)
+    finally:
+        connection.close()
+
+
+async def test_suspending_the_tenant_closes_its_connections(ws: WsEnv) -> None:
+    slug = "suspendable"
+    key = await sync_to_async(_tenant_with_key, thread_sensitive=False)(slug)
+    try:
+        async with ws.connect() as conn:
+            await authed(conn, key)
+            await sync_to_async(_set_status, thread_sensitive=False)(slug, "suspended")
+            failure = await recv(conn, timeout=10)
+            assert failure["type"] == "auth_failure" and "suspended" in failure["error"]
+            assert await closed_code(conn) == 4401
+    finally:
+        await sync_to_async(_set_status, thread_sensitive=False)(slug, "active")
