@@ -100,13 +100,24 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
                 data = super().clean()
-                if data.get("kind") and data.get("kind") != "echo" and data.get("base_url"):
-                    from agents.services.credentials import validate_base_url
+                from agents.services.credentials import credential_secrets_stay, validate_base_url
 
+                if data.get("kind") and data.get("kind") != "echo" and data.get("base_url"):
                     try:
                         validate_base_url(data["base_url"].strip())
                     except DomainError as exc:
                         raise ValidationError({"base_url": exc.message}) from None
+                if self.instance.pk is not None:
+                    try:
+                        credential_secrets_stay(
+                            self.instance.pk,
+                            (data.get("base_url") or "").strip().rstrip("/"),
+                            data.get("api_key") or None,
+                            data.get("extra_headers") or None,
+                        )
+                    except DomainError as exc:
+                        field = exc.message.partition(":")[0]
+                        raise ValidationError({field: exc.message}) from None
                 return data
 
         return Validated

@@ -67,6 +67,34 @@ def _clean_headers(headers: dict[str, Any] | None) -> dict[str, str]:
     return clean
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+def credential_secrets_stay(
+    credential_id: Any, base_url: str, api_key: str | None, extra_headers: dict[str, Any] | None
+) -> None:
+    """A stored key (or header) is never sent to another host than the one it was entered for:
+    otherwise anyone allowed to edit a credential could point it at their own server and read
+    a secret they cannot see. Moving the base URL elsewhere means entering the secrets again.
+    Compares with the row as stored (a form may already have changed the instance)."""
+    stored = ProviderCredential.objects.filter(pk=credential_id).first()
+    if stored is None or _origin(base_url) == _origin(stored.base_url):
+        return
+    if api_key is None and stored.api_key_encrypted:
+        raise ValidationFailed(
+            "api_key: enter the key again: the base URL moved to another host, and a stored "
+            "key is never sent to a new host",
+            details={"api_key": ["required when the base URL moves to another host"]},
+        )
+    if extra_headers is None and stored.extra_headers_encrypted:
+        raise ValidationFailed(
+            "extra_headers: enter the headers again: the base URL moved to another host",
+            details={"extra_headers": ["required when the base URL moves to another host"]},
+        )
+
+
 def credential_save(
     *,
     credential: ProviderCredential | None = None,
@@ -87,6 +115,8 @@ def credential_save(
         if not base_url:
             raise ValidationFailed(f"base_url: required for {kind} credentials")
         validate_base_url(base_url)
+    if credential is not None and credential.pk is not None:
+        credential_secrets_stay(credential.pk, base_url, api_key, extra_headers)
     credential = credential or ProviderCredential()
     credential.name, credential.kind, credential.base_url = name.strip(), kind, base_url
     if api_key is not None:

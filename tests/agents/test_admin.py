@@ -262,6 +262,15 @@ def test_credential_key_is_stored_sealed_and_never_shown(alpha, browser):
         assert credential.name == "openai-renamed"
         assert provider_config_for(credential).api_key == key
 
+    # Pointing it at another host without entering the key again is refused on the form: the
+    # stored key would otherwise be sent to whoever runs that host.
+    form["base_url"] = "https://collector.example.net/v1"
+    response = browser.post(url("agents_providercredential_change", credential.pk), form)
+    assert response.status_code == 200 and list(form_errors(response)) == ["api_key"]
+    with schema_context(alpha.schema):
+        credential.refresh_from_db()
+        assert credential.base_url == "https://llm.example.com/v1"
+
 
 def test_save_and_continue_opens_the_stored_credential(alpha, browser):
     form = read_form(browser.get(url("agents_providercredential_add")), "providercredential_form")

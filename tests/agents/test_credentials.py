@@ -36,11 +36,35 @@ def test_updating_without_a_key_keeps_the_stored_one(in_alpha):
         credential=credential,
         name=credential.name,
         kind="openai",
-        base_url="https://example.com/v1",
+        base_url="https://api.openai.com/v2",
     )
     credential.refresh_from_db()
     assert provider_config_for(credential).api_key == CANARY
-    assert credential.base_url == "https://example.com/v1"
+    assert credential.base_url == "https://api.openai.com/v2"
+
+
+def test_a_stored_key_never_follows_the_base_url_to_another_host(in_alpha):
+    credential = make_credential(
+        kind="openai", base_url="https://api.openai.com/v1", api_key=CANARY
+    )
+    for elsewhere in ("https://example.com/v1", "http://api.openai.com/v1"):
+        with pytest.raises(ValidationFailed) as refused:
+            credential_save(
+                credential=credential, name=credential.name, kind="openai", base_url=elsewhere
+            )
+        assert refused.value.message.startswith("api_key:")
+    credential.refresh_from_db()
+    assert credential.base_url == "https://api.openai.com/v1"
+    # With the key entered again, the move is fine.
+    credential_save(
+        credential=credential,
+        name=credential.name,
+        kind="openai",
+        base_url="https://example.com/v1",
+        api_key="sk-new",
+    )
+    credential.refresh_from_db()
+    assert provider_config_for(credential).api_key == "sk-new"
 
 
 def test_rotation_reencrypts_secrets_sealed_with_an_old_key(in_alpha, settings):
