@@ -7,6 +7,7 @@ transaction (the ``db`` fixture), which rolls back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -228,8 +229,8 @@ class LiveServer:
     port: int
 
 
-@pytest.fixture(scope="session")
-def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
+@contextlib.contextmanager
+def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
     """The real ASGI app under daphne, in another process, on the test database."""
     from django.db import connection
 
@@ -249,6 +250,7 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
             ),
         }
     )
+    env.update(env_overrides)
     # The server's log goes to a file: a pipe nobody reads fills up (64 KiB) and then blocks
     # the server on its next log line.
     log = tempfile.NamedTemporaryFile(prefix="live-server-", suffix=".log", delete=False)
@@ -282,17 +284,26 @@ def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
                 f"daphne did not start: {Path(log.name).read_text(errors='replace')[-2000:]}"
             )
         time.sleep(0.2)
-    yield LiveServer(url, port)
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-    if os.environ.get("KEEP_LIVE_LOG"):
-        print(f"live server log: {log.name}")
-    else:
-        os.unlink(log.name)
+        yield LiveServer(url, port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        if os.environ.get("KEEP_LIVE_LOG"):
+            print(f"live server log: {log.name}")
+        else:
+            os.unlink(log.name)
+
+
+@pytest.fixture(scope="session")
+def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
+    """The real ASGI app under daphne, shared by the session's live tests."""
+    with daphne_server() as server:
+        yield server
 
 
 # ---- the fake LLM server (one per session; each test scripts it under its own API key) ----

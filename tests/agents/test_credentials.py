@@ -121,3 +121,18 @@ def test_credentials_are_per_tenant(alpha, bravo):
         make_credential(name="alpha-only")
     with schema_context(bravo.schema):
         assert not ProviderCredential.objects.filter(name="alpha-only").exists()
+
+
+def test_each_tenants_credential_has_a_circuit_breaker_of_its_own(alpha, bravo):
+    """Two tenants on the same provider URL never share a breaker: one tenant's failing key or
+    exhausted quota must not open the breaker the other tenant's runs go through."""
+    from agents.engine import BreakerRegistry
+
+    configs = []
+    for persona in (alpha, bravo):
+        with schema_context(persona.schema):
+            made = make_credential(kind="openai", base_url="https://api.openai.com/v1")
+            configs.append(provider_config_for(made))
+            assert configs[-1].breaker_key == f"{persona.schema}:{made.pk}"
+    registry = BreakerRegistry()
+    assert registry.get(configs[0]) is not registry.get(configs[1])

@@ -222,3 +222,36 @@ def test_huge_body_is_413_over_http(live_server_url, live_agent):
             )
             assert response.status_code == 413, response.text
             assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_repeats_of_an_in_flight_key_wait_without_holding_database_connections(
+    committed_personas, live_agent, fake_llm
+):
+    """Eight repeats of a key whose run is still going wait for it on a server whose pool has
+    two connections: they hold none while waiting, so other requests are served meanwhile."""
+    from tests.conftest import daphne_server
+
+    fake_llm.script(live_agent.key, {"reply": "slow and once", "chunks": 6, "chunk_delay": 0.4})
+    headers = {**auth(live_agent.persona.user_key), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    path = f"/agents/{live_agent.agent.id}/execute"
+    body = {"input": {"message": "once"}}
+    with daphne_server(DATABASE_POOL_MAX_SIZE="2", IDEMPOTENCY_WAIT_SECONDS="20") as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client, ThreadPoolExecutor(9) as pool:
+            first = pool.submit(client.post, path, headers=headers, json=body)
+            fake_llm.wait_for(live_agent.key, lambda request: True)  # the run is under way
+            repeats = [pool.submit(client.post, path, headers=headers, json=body) for _ in range(8)]
+            slowest = 0.0
+            listings = 0
+            while not all(r.done() for r in repeats):  # while they wait, others are served
+                started = time.monotonic()
+                listed = client.get("/agents", headers=auth(live_agent.persona.user_key))
+                assert listed.status_code == 200
+                slowest = max(slowest, time.monotonic() - started)
+                listings += 1
+            answers = [first.result(30), *(r.result(30) for r in repeats)]
+    assert listings >= 3
+    assert slowest < 2, f"a plain request waited {slowest:.1f} s for a database connection"
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert {a.json()["execution_id"] for a in answers} == {answers[0].json()["execution_id"]}
+    assert all(a.headers.get("Idempotent-Replayed") == "true" for a in answers[1:])
+    assert len(fake_llm.requests(live_agent.key)) == 1
