@@ -36,6 +36,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents.core import DatabaseUnavailable, cancel_execution, follow_events, start_run
+from agents.core.outage import DATABASE_DOWN
 from agents.engine.events import now_iso
 from agents.selectors import execution_get
 from agents.ws_protocol import (
@@ -235,6 +236,15 @@ class AgentsConsumer(AsyncWebsocketConsumer):
             )
         except DomainError as exc:  # refused (unknown agent, bad body, ...): nothing started
             self._reply(error_message(exc.code, exc.message, request_id=args.request_id))
+            return
+        except DATABASE_DOWN:
+            unavailable = error_message(
+                "database_unavailable",
+                "The service is briefly unavailable; nothing was started. Try again.",
+                request_id=args.request_id,
+            )
+            unavailable["retryable"] = True
+            self._reply(unavailable)
             return
         except Exception:
             logger.exception("websocket execute failed")
