@@ -31,6 +31,7 @@ from agents.services.credentials import credential_save
 from agents.services.tool_secrets import mask_tool_secrets, seal_tool_secrets
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
+from tenants.middleware import request_tenant
 from tenants.operators import operator_may
 from tenants.roles import Permission
 
@@ -40,7 +41,7 @@ def _actor(request: HttpRequest) -> str:
 
 
 def _schema(request: HttpRequest) -> str:
-    return request.tenant.schema_name  # type: ignore[attr-defined]
+    return request_tenant(request).schema_name
 
 
 def _may_run(request: HttpRequest) -> bool:

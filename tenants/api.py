@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from config.errors import ValidationFailed
 from tenants.audit.models import AuditLog
+from tenants.middleware import request_tenant
 from tenants.principals import Principal
 from tenants.roles import Permission, Role
 from tenants.selectors import api_key_get_for_tenant, api_key_list
@@ -95,14 +96,14 @@ class ApiKeyListCreateApi(APIView):
             return attrs
 
     def get(self, request: Request) -> Response:
-        keys = api_key_list(tenant=request._request.tenant)  # type: ignore[attr-defined]
+        keys = api_key_list(tenant=request_tenant(request._request))
         return Response({"api_keys": ApiKeyOutput(keys, many=True).data})
 
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         created = api_key_create(
-            tenant=request._request.tenant,  # type: ignore[attr-defined]
+            tenant=request_tenant(request._request),
             actor=_principal(request).audit_actor,
             request=request._request,
             **data.validated_data,
@@ -116,11 +117,11 @@ class ApiKeyDetailApi(APIView):
     required_permission = Permission.KEYS_MANAGE
 
     def get(self, request: Request, key_id: str) -> Response:
-        api_key = api_key_get_for_tenant(tenant=request._request.tenant, key_id=key_id)  # type: ignore[attr-defined]
+        api_key = api_key_get_for_tenant(tenant=request_tenant(request._request), key_id=key_id)
         return Response(ApiKeyOutput(api_key).data)
 
     def delete(self, request: Request, key_id: str) -> Response:
-        api_key = api_key_get_for_tenant(tenant=request._request.tenant, key_id=key_id)  # type: ignore[attr-defined]
+        api_key = api_key_get_for_tenant(tenant=request_tenant(request._request), key_id=key_id)
         api_key_revoke(
             api_key=api_key, actor=_principal(request).audit_actor, request=request._request
         )

@@ -8,13 +8,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from agents.crypto import decrypt_secret, encrypt_secret, field_key_ring
 from agents.models import ProviderCredential, ProviderKind
 from agents.providers.base import ProviderConfig
 from agents.providers.ssrf import UnsafeURL, check_url
 from config.errors import ValidationFailed
+from tenants.context import tenant_connection
 
 # Headers that would let a credential impersonate another caller or break the request framing.
 _FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -113,7 +114,7 @@ def provider_config_for(credential: ProviderCredential) -> ProviderConfig:
         api_key=decrypt_secret(credential.api_key_encrypted),
         extra_headers=json.loads(headers) if headers else {},
         allowed_private=tuple(settings.PROVIDER_ALLOWED_PRIVATE),
-        breaker_key=f"{connection.schema_name}:{credential.pk}",
+        breaker_key=f"{tenant_connection.schema_name}:{credential.pk}",
     )
 
 
