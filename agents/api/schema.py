@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny
 TENANT_URLCONF = "config.urls_tenant"
 
 
-class BearerAuthentication(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class BearerAuthentication(OpenApiAuthenticationExtension):
     target_class = "tenants.authentication.PrincipalAuthentication"
     name = "bearerAuth"
 
