@@ -46,7 +46,7 @@ def _schema(request: HttpRequest) -> str:
 
 def _may_run(request: HttpRequest) -> bool:
     # The same rule as every run made for an operator (console, test run): tenants.operators.
-    return operator_may(request.user, Permission.EXECUTIONS_RUN)  # type: ignore[arg-type]
+    return operator_may(request.user, Permission.EXECUTIONS_RUN)
 
 
 # ---- provider credentials ----

@@ -318,14 +318,14 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         except asyncio.CancelledError:
             raise
         except DatabaseUnavailable:
-            message = error_message(
+            interrupted = error_message(
                 "stream_interrupted",
                 "Following the execution was interrupted (database unavailable); "
                 "subscribe again with after.",
                 execution_id=execution_id,
             )
-            message["retryable"] = True
-            self._reply(message)
+            interrupted["retryable"] = True
+            self._reply(interrupted)
         except Exception:
             logger.exception("websocket follower failed")
             self._reply(
