@@ -100,7 +100,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
 
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
-                data = super().clean()
+                data: dict[str, Any] = super().clean()
                 if data.get("kind") and data.get("kind") != "echo" and data.get("base_url"):
                     from agents.services.credentials import validate_base_url
 
@@ -243,7 +243,7 @@ class AgentAdmin(admin.ModelAdmin):
 
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
-                data = super().clean()
+                data: dict[str, Any] = super().clean()
                 from agents.services.agents import (
                     WRITABLE_FIELDS,
                     _agent_exists,

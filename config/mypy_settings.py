@@ -12,4 +12,4 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://mypy@127.0.0.1:5432/mypy")
 
-from config.test_settings import *  # noqa: E402,F403
+from config.test_settings import *  # noqa: F403

@@ -23,7 +23,8 @@ def _principal(request: Request) -> Principal:
     return request.user
 
 
-class ApiKeyOutput(serializers.Serializer):
+# Any: it is also given a queryset with many=True, which the stubs cannot say.
+class ApiKeyOutput(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     name = serializers.CharField()
     prefix = serializers.CharField()
@@ -55,7 +56,7 @@ class TokenIssueApi(APIView):
 
     required_permission = Permission.TOKENS_ISSUE
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[None]):
         role = serializers.ChoiceField(choices=Role.values, required=False)
         ttl_seconds = serializers.IntegerField(required=False, min_value=1)
 
@@ -82,7 +83,7 @@ class TokenIssueApi(APIView):
 class ApiKeyListCreateApi(APIView):
     required_permission = Permission.KEYS_MANAGE
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer[None]):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         role = serializers.ChoiceField(choices=Role.values)
         expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -131,7 +132,7 @@ class ApiKeyDetailApi(APIView):
 class AuditLogListApi(APIView):
     required_permission = Permission.AUDIT_READ
 
-    class OutputSerializer(serializers.ModelSerializer):
+    class OutputSerializer(serializers.ModelSerializer[AuditLog]):
         class Meta:
             model = AuditLog
             fields = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -141,7 +142,7 @@ def api_key_revoke(*, api_key: ApiKey, actor: str, request: HttpRequest | None =
 
 def token_issue(
     *, principal: Principal, role: str | None, ttl_seconds: int | None
-) -> tuple[str, dict]:
+) -> tuple[str, dict[str, Any]]:
     """Exchange an API key for a short-lived JWT, for the key's role or a lower one.
 
     Only an API key can mint tokens: a token cannot renew itself into a longer life. Nor can it

@@ -43,7 +43,7 @@ from tenants.principals import Principal
 from tenants.roles import Permission
 
 
-class ExecutionResponseOutput(serializers.Serializer):
+class ExecutionResponseOutput(serializers.Serializer[dict[str, Any]]):
     """Documentation of the response shape (``execution_response`` builds it)."""
 
     execution_id = serializers.CharField()

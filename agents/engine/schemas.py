@@ -211,7 +211,10 @@ def first_error(instance: Any, schema: Mapping[str, Any]) -> jsonschema.Validati
     token = _budget.set(_Budget(REGEX_BUDGET_SECONDS))
     try:
         # best_match picks the most relevant error when several fail (e.g. inside anyOf).
-        return jsonschema.exceptions.best_match(validator.iter_errors(instance))
+        best: jsonschema.ValidationError | None = jsonschema.exceptions.best_match(
+            validator.iter_errors(instance)
+        )
+        return best
     except Unresolvable as exc:
         ref = getattr(exc, "ref", None) or str(exc)
         raise SchemaProblem(
