@@ -98,6 +98,8 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     ) -> Any:
         form_class = super().get_form(request, obj, change=change, **kwargs)
 
+        # ignore: built on the form class the admin makes at run time; mypy takes no
+        # variable as a base class.
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
                 data: dict[str, Any] = super().clean()
@@ -241,6 +243,8 @@ class AgentAdmin(admin.ModelAdmin):
     ) -> Any:
         form_class = super().get_form(request, obj, change=change, **kwargs)
 
+        # ignore: built on the form class the admin makes at run time; mypy takes no
+        # variable as a base class.
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
                 data: dict[str, Any] = super().clean()
