@@ -7,7 +7,7 @@ PORT   ?= 8000
 # Development defaults for `make run` only; production reads real values from the environment.
 DEV_ENV := DEBUG=1
 
-.PHONY: install run serve worker migrate seed test lint format fakellm clean browser
+.PHONY: install run serve worker migrate seed test lint typecheck format fakellm clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy with django-stubs over the application packages (settings: config/mypy_settings.py,
+# which names a database without reaching one; configuration in pyproject.toml).
+typecheck: install
+	$(BIN)/mypy agents tenants config
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -51,13 +56,13 @@ browser:
 	    (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "chromium install failed: the browser test will be skipped"; \
 	  else echo "no chromium and no root: the browser test will be skipped"; fi; }
 
-test: lint browser
+test: lint typecheck browser
 	$(BIN)/python -m pytest
 
 fakellm: install
 	$(BIN)/python -m agents.fakellm --port 9100
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
 .PHONY: bench
 bench: install ; $(BIN)/python bench/run.py $(BENCH_ARGS)

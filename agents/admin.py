@@ -31,6 +31,7 @@ from agents.services.credentials import credential_save
 from agents.services.tool_secrets import mask_tool_secrets, seal_tool_secrets
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
+from tenants.middleware import request_tenant
 from tenants.operators import operator_may
 from tenants.roles import Permission
 
@@ -40,12 +41,12 @@ def _actor(request: HttpRequest) -> str:
 
 
 def _schema(request: HttpRequest) -> str:
-    return request.tenant.schema_name  # type: ignore[attr-defined]
+    return request_tenant(request).schema_name
 
 
 def _may_run(request: HttpRequest) -> bool:
     # The same rule as every run made for an operator (console, test run): tenants.operators.
-    return operator_may(request.user, Permission.EXECUTIONS_RUN)  # type: ignore[arg-type]
+    return operator_may(request.user, Permission.EXECUTIONS_RUN)
 
 
 # ---- provider credentials ----
@@ -97,9 +98,11 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     ) -> Any:
         form_class = super().get_form(request, obj, change=change, **kwargs)
 
+        # ignore: built on the form class the admin makes at run time; mypy takes no
+        # variable as a base class.
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
-                data = super().clean()
+                data: dict[str, Any] = super().clean()
                 from agents.services.credentials import credential_secrets_stay, validate_base_url
 
                 if data.get("kind") and data.get("kind") != "echo" and data.get("base_url"):
@@ -251,9 +254,11 @@ class AgentAdmin(admin.ModelAdmin):
     ) -> Any:
         form_class = super().get_form(request, obj, change=change, **kwargs)
 
+        # ignore: built on the form class the admin makes at run time; mypy takes no
+        # variable as a base class.
         class Validated(form_class):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
-                data = super().clean()
+                data: dict[str, Any] = super().clean()
                 from agents.services.agents import WRITABLE_FIELDS, agent_config_check
 
                 config = {k: v for k, v in data.items() if k in WRITABLE_FIELDS}

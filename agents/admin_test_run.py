@@ -21,8 +21,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_POST
@@ -45,10 +46,10 @@ logger = logging.getLogger(__name__)
 NDJSON = "application/x-ndjson"
 
 
-def operator_principal(user: AbstractBaseUser | AnonymousUser, tenant: Tenant) -> Principal | None:
+def operator_principal(user: User | AnonymousUser, tenant: Tenant) -> Principal | None:
     """The tenant principal a signed-in operator acts as (its role from the operator's Django
     permissions, ``tenants.operators``), or None. Sync: reads permissions in the tenant."""
-    role = operator_role(user)  # type: ignore[arg-type]
+    role = operator_role(user)
     if role is None:
         return None
     return Principal(
@@ -112,7 +113,7 @@ async def _follow(schema_name: str, execution_id: str, after: int) -> AsyncItera
 
 @csrf_protect
 @require_POST
-async def test_run_stream(request: HttpRequest, object_id: str) -> HttpResponse:
+async def test_run_stream(request: HttpRequest, object_id: str) -> HttpResponseBase:
     try:
         principal = await _operator(request, Permission.EXECUTIONS_RUN)
     except Refused as refused:
@@ -171,7 +172,9 @@ def _execution_of(agent_ref: str, execution_id: str) -> Execution:
 
 
 @require_GET
-async def test_run_events(request: HttpRequest, object_id: str, execution_id: str) -> HttpResponse:
+async def test_run_events(
+    request: HttpRequest, object_id: str, execution_id: str
+) -> HttpResponseBase:
     """The stored events of a test run after ``?after=N``, then live ones (a browser resuming)."""
     try:
         principal = await _operator(request, Permission.EXECUTIONS_READ)

@@ -33,7 +33,7 @@ def console(request: HttpRequest) -> HttpResponse:
     user = request.user
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path(), login_url="/admin/login/")
-    role = operator_role(user)  # type: ignore[arg-type]
+    role = operator_role(user)
     if role is None:
         # Signed in, but without a role: sending them to the login page again would loop.
         return HttpResponse(NO_ROLE_MESSAGE, status=403, content_type="text/plain; charset=utf-8")

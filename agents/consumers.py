@@ -31,7 +31,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -144,17 +144,18 @@ class AgentsConsumer(AsyncWebsocketConsumer):
             self.watch.close()
         for timer in self.timers:
             timer.cancel()
-        pending: list[asyncio.Task[None]] = []
+        pending: list[asyncio.Future[Any]] = []
         for follower in list(self.followers.values()):
             follower.stop()
-            pending.append(follower.task)  # type: ignore[arg-type]
+            # Set before the follower is registered (_follow); Follower types it optional.
+            pending.append(cast(asyncio.Task[None], follower.task))
         if self.writer is not None:
             self.writer.cancel()
             pending.append(self.writer)
         for run in self.runs:
             waitable = run.stop_on_disconnect()
             if waitable is not None:
-                pending.append(waitable)  # type: ignore[arg-type]
+                pending.append(waitable)
         # A cancelled run stops upstream and stores itself as cancelled: give it time to.
         if pending:
             await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
@@ -328,14 +329,14 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         except asyncio.CancelledError:
             raise
         except DatabaseUnavailable:
-            message = error_message(
+            interrupted = error_message(
                 "stream_interrupted",
                 "Following the execution was interrupted (database unavailable); "
                 "subscribe again with after.",
                 execution_id=execution_id,
             )
-            message["retryable"] = True
-            self._reply(message)
+            interrupted["retryable"] = True
+            self._reply(interrupted)
         except Exception:
             logger.exception("websocket follower failed")
             self._reply(

@@ -14,8 +14,9 @@ from config.errors import NotFound
 
 def _nested(path: str, value: Any) -> dict[str, Any]:
     """``("a.b.c", 1)`` → ``{"a": {"b": {"c": 1}}}``: a containment filter for a nested path."""
-    result: Any = value
-    for part in reversed(path.split(".")):
+    *outer, innermost = path.split(".")
+    result: dict[str, Any] = {innermost: value}
+    for part in reversed(outer):
         result = {part: result}
     return result
 

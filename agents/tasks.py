@@ -48,7 +48,9 @@ class CapRetry(BaseRetryStrategy):
         if not isinstance(exception, TenantAtCapacity):
             return None
         delay = settings.TENANT_CAP_RETRY_SECONDS * random.uniform(0.8, 1.2)
-        return RetryDecision(retry_in={"seconds": delay})
+        # What retry_in computes, written out: procrastinate types retry_in's values as int,
+        # and the pause is a float.
+        return RetryDecision(retry_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
 
 
 @app.task(name=queue.RUN_TASK, queue=queue.EXECUTIONS_QUEUE, retry=CapRetry())

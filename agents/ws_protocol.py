@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from agents.core.follow import StoredEvent
 from agents.engine.events import now_iso
@@ -260,7 +260,8 @@ def event_message(
         case _:
             # thinking, tool_call, tool_result, usage, cancelled: the stored fields as they are.
             base.update({k: v for k, v in data.items() if k not in base}, type=event.type)
-    return base  # type: ignore[return-value]
+    # Each case fills the keys of its type; the last passes stored fields through unchecked.
+    return cast(EventMessage, base)
 
 
 # ---- parsing requests ----

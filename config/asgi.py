@@ -24,6 +24,7 @@ from tenants.channels import TenantHostMiddleware  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),
+        # ignore: Django URL patterns routing ASGI apps (see agents/routing.py).
+        "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
     }
 )

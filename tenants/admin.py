@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from config.admin_sites import public_admin_site, tenant_admin_site
 from config.errors import DomainError
+from tenants.middleware import request_tenant
 from tenants.models import ApiKey, Domain, Tenant, TenantStatus
 from tenants.services import api_key_create, api_key_revoke, tenant_create, tenant_set_status
 
@@ -123,7 +124,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
         # The table is shared (public schema): scope every read to the request's tenant.
-        return super().get_queryset(request).filter(tenant=request.tenant)  # type: ignore[attr-defined]
+        return super().get_queryset(request).filter(tenant=request_tenant(request))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -133,7 +134,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         created = api_key_create(
-            tenant=request.tenant,  # type: ignore[attr-defined]
+            tenant=request_tenant(request),
             role=obj.role,
             name=obj.name,
             expires_at=obj.expires_at,

@@ -19,7 +19,7 @@ the database thread: never on the ambient schema of the shared connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -41,8 +41,13 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Any]
+# An ASGI scope is an open dict (Channels adds `url_route`, this module ORIGIN_SCOPE_KEY), read
+# here, never changed in place. Channels' stubs type scopes as closed TypedDicts, so the apps
+# around this middleware take the scope as Any.
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
+ASGIApp = Callable[[Any, Receive, Send], Any]
 
 ORIGIN_SCOPE_KEY = "cb_origin"
 
@@ -139,8 +144,8 @@ class TenantHostMiddleware:
     async def __call__(
         self,
         scope: Scope,
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
+        receive: Receive,
+        send: Send,
     ) -> Any:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
@@ -150,7 +155,8 @@ class TenantHostMiddleware:
             served, tenant = await in_public(_host_tenant, host)
         if not served:
             logger.info("websocket handshake refused for host %r", header(scope, b"host"))
-            return await WebsocketDenier()(scope, receive, send)
+            denier: ASGIApp = WebsocketDenier()
+            return await denier(scope, receive, send)
         origin = ConnectionOrigin(
             host=host or "",
             host_tenant=tenant,

@@ -10,14 +10,22 @@ queries, every time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
 from django_tenants.utils import schema_context
 
+if TYPE_CHECKING:
+    from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
+
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# The same proxy as ``django.db.connection``, typed as what it is here: settings.DATABASES names
+# django-tenants' backend, whose wrapper carries ``schema_name``, ``set_tenant`` and
+# ``set_schema_to_public``. django-stubs can only know Django's base wrapper.
+tenant_connection = cast("TenantDatabaseWrapper", connection)
 
 
 class MissingTenant(ValueError):
@@ -33,7 +41,7 @@ def require_tenant_schema(schema_name: str | None) -> str:
 def run_in_schema(schema_name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` with the connection's search path set to ``schema_name`` (sync code)."""
     require_tenant_schema(schema_name)
-    if connection.schema_name == schema_name:
+    if tenant_connection.schema_name == schema_name:
         # This very connection is already there (checked, not assumed): entering and leaving
         # schema_context would only cost two more `SET search_path`.
         return fn(*args, **kwargs)

@@ -82,7 +82,7 @@ class _Watcher:
             try:
                 dead_keys, dead_tenants = await sync_to_async(_lapsed, thread_sensitive=True)(
                     keys, tenants
-                )  # type: ignore[arg-type]
+                )
             except Exception:  # the database is away: look again next time
                 logger.debug("credential check failed", exc_info=True)
                 continue

@@ -12,19 +12,46 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve, set_urlconf
 
 from config.errors import error_response
 from tenants.access import AccessRefused, Origin, resolve_caller, served_host
+from tenants.context import MissingTenant, tenant_connection
+from tenants.models import Tenant
+from tenants.principals import Principal
 
 logger = logging.getLogger(__name__)
 
 # Probes must answer without a tenant, a credential or (for /healthz) the database.
 TENANTLESS_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class TenantRequest(HttpRequest):
+    """A request as this middleware leaves it. Only a type: requests stay Django's own classes,
+    which have no slot for the attributes; ``tenant_request`` says that they are there."""
+
+    tenant: Tenant | None  # None: the public schema and URLconf
+    principal: Principal | None  # None: no credential was presented
+
+
+def tenant_request(request: HttpRequest) -> TenantRequest:
+    # A cast, not a check: TenantResolutionMiddleware sets both attributes on every HTTP request
+    # before any view runs, and no isinstance test can see attributes set on an instance.
+    return cast(TenantRequest, request)
+
+
+def request_tenant(request: HttpRequest) -> Tenant:
+    """The tenant of a request to the tenant URLconf, which is served only once one is resolved.
+
+    Raises ``MissingTenant`` rather than let tenant code run on the public schema."""
+    tenant = tenant_request(request).tenant
+    if tenant is None:
+        raise MissingTenant("this request was resolved to no tenant")
+    return tenant
 
 
 def request_host(request: HttpRequest) -> str:
@@ -37,20 +64,21 @@ class TenantResolutionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.tenant = None  # type: ignore[attr-defined]
-        request.principal = None  # type: ignore[attr-defined]
+        resolved = tenant_request(request)
+        resolved.tenant = None
+        resolved.principal = None
         if request.path in TENANTLESS_PATHS:
-            connection.set_schema_to_public()
-            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF  # type: ignore[attr-defined]
+            tenant_connection.set_schema_to_public()
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             return self.get_response(request)
-        refusal = self._resolve(request)
+        refusal = self._resolve(resolved)
         if refusal is not None:
-            connection.set_schema_to_public()  # lazy: costs a SET only if something queries
+            tenant_connection.set_schema_to_public()  # lazy: costs a SET only if something queries
             return refusal
-        set_urlconf(request.urlconf)  # type: ignore[attr-defined]
+        set_urlconf(request.urlconf)
         return self.get_response(request)
 
-    def _resolve(self, request: HttpRequest) -> HttpResponse | None:
+    def _resolve(self, request: TenantRequest) -> HttpResponse | None:
         # Until the tenant is known only public tables are read (Domain, ApiKey, Tenant): they
         # resolve the same under any search_path, so no `SET` is spent here. Every way out of
         # this method then sets the schema explicitly (tenant, or public), so nothing of the
@@ -69,7 +97,7 @@ class TenantResolutionMiddleware:
                 origin=Origin(path=request.path, transport="http", request=request),
             )
         except AccessRefused as refused:
-            connection.set_schema_to_public()
+            tenant_connection.set_schema_to_public()
             headers = (
                 {"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}
                 if refused.challenge
@@ -78,11 +106,11 @@ class TenantResolutionMiddleware:
             return error_response(
                 request, refused.status, refused.code, refused.message, headers=headers
             )
-        request.principal = caller.principal  # type: ignore[attr-defined]
+        request.principal = caller.principal
         tenant = caller.tenant
         if tenant is None:
-            connection.set_schema_to_public()
-            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF  # type: ignore[attr-defined]
+            tenant_connection.set_schema_to_public()
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             if self._is_tenant_only_path(request.path):
                 return error_response(
                     request,
@@ -92,9 +120,9 @@ class TenantResolutionMiddleware:
                     headers={"WWW-Authenticate": 'Bearer realm="api"'},
                 )
             return None
-        connection.set_tenant(tenant)
-        request.tenant = tenant  # type: ignore[attr-defined]
-        request.urlconf = settings.TENANT_URLCONF  # type: ignore[attr-defined]
+        tenant_connection.set_tenant(tenant)
+        request.tenant = tenant
+        request.urlconf = settings.TENANT_URLCONF
         return None
 
     @staticmethod

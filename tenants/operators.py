@@ -23,12 +23,16 @@ VIEW_PERMISSIONS = ("agents.view_execution", "agents.view_agent")
 class Operator(Protocol):
     """What is read of a user (``User`` and ``AnonymousUser`` both fit)."""
 
+    # Read-only members: AnonymousUser's are Literal[False], which a plain (writable) `bool`
+    # member would refuse.
     @property
     def is_authenticated(self) -> bool: ...
-
-    is_active: bool
-    is_staff: bool
-    is_superuser: bool
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def is_staff(self) -> bool: ...
+    @property
+    def is_superuser(self) -> bool: ...
 
     def has_perm(self, perm: str, obj: Any = None) -> bool: ...
 

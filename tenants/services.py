@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -93,7 +95,7 @@ def api_key_create(
     name: str = "",
     expires_at: dt.datetime | None = None,
     actor: str = "system",
-    request: object | None = None,
+    request: HttpRequest | None = None,
 ) -> CreatedApiKey:
     if role not in Role.values:
         raise ValidationFailed(f"role: must be one of {', '.join(Role.values)}")
@@ -115,13 +117,13 @@ def api_key_create(
         action="api_key.create",
         target_type="api_key",
         target_id=str(api_key.id),
-        request=request,  # type: ignore[arg-type]
+        request=request,
         details={"prefix": prefix, "role": role, "name": api_key.name},
     )
     return CreatedApiKey(api_key, key)
 
 
-def api_key_revoke(*, api_key: ApiKey, actor: str, request: object | None = None) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, actor: str, request: HttpRequest | None = None) -> ApiKey:
     """Revoke a key (idempotent: a second revoke keeps the first time)."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
@@ -132,7 +134,7 @@ def api_key_revoke(*, api_key: ApiKey, actor: str, request: object | None = None
             action="api_key.revoke",
             target_type="api_key",
             target_id=str(api_key.id),
-            request=request,  # type: ignore[arg-type]
+            request=request,
             details={"prefix": api_key.prefix},
         )
     return api_key
@@ -140,14 +142,15 @@ def api_key_revoke(*, api_key: ApiKey, actor: str, request: object | None = None
 
 def token_issue(
     *, principal: Principal, role: str | None, ttl_seconds: int | None
-) -> tuple[str, dict]:
+) -> tuple[str, dict[str, Any]]:
     """Exchange an API key for a short-lived JWT, for the key's role or a lower one.
 
     Only an API key can mint tokens: a token cannot renew itself into a longer life. Nor can it
     outlive the key: ``exp`` is capped at the key's ``expires_at`` (a key without one keeps the
     normal TTL bounds).
     """
-    if principal.kind != "api_key":
+    # An API key principal always names its key; the check says so to the type checker too.
+    if principal.kind != "api_key" or principal.api_key_id is None:
         raise ValidationFailed("authorization: tokens are issued in exchange for an API key only")
     role = role or principal.role
     if role not in ROLE_RANK:

@@ -35,7 +35,7 @@ from tenants.roles import Permission
 READ_ONLY_FIELDS = frozenset({"id", "tenant", "version", "created_at", "updated_at"})
 
 
-class AgentOutput(serializers.Serializer):
+class AgentOutput(serializers.Serializer[dict[str, Any]]):
     """Documentation of the agent shape (``agent_json`` builds it)."""
 
     id = serializers.CharField()

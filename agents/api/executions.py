@@ -43,7 +43,7 @@ from tenants.principals import Principal
 from tenants.roles import Permission
 
 
-class ExecutionResponseOutput(serializers.Serializer):
+class ExecutionResponseOutput(serializers.Serializer[dict[str, Any]]):
     """Documentation of the response shape (``execution_response`` builds it)."""
 
     execution_id = serializers.CharField()
@@ -53,7 +53,9 @@ class ExecutionResponseOutput(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
     error_code = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
-    context = serializers.DictField()
+    # DRF's serializer metaclass takes declared fields off the class, so this field does not
+    # replace Serializer.context at run time; the stubs cannot know that.
+    context = serializers.DictField()  # type: ignore[assignment]
     usage = serializers.DictField()
     cost = serializers.CharField()
     model = serializers.CharField(allow_null=True)

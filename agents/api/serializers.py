@@ -6,7 +6,7 @@ same for every interface.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.http import QueryDict
 
@@ -144,7 +144,9 @@ def parse_execution_query(params: QueryDict, *, allow_agent: bool) -> ExecutionQ
             path = name.removeprefix("context.")
             if not DOT_PATH_RE.match(path):
                 raise ValidationFailed(f"{name}: not a dot path")
-            filters[path] = params[name]
+            # A key of a parsed query string has at least one value, so this is a str; the
+            # stubs allow for the [] of a key whose value list was emptied by hand.
+            filters[path] = cast(str, params[name])
         elif name not in known:
             raise ValidationFailed(f"{name}: unknown query parameter")
     limit = _int_param(params, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)

@@ -31,6 +31,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from agents.api.serializers import execution_response
@@ -216,7 +217,9 @@ async def run_stream(handle: RunHandle, *, cancel_on_disconnect: bool) -> AsyncI
             handle.cancel()
 
 
-def sse_response(body: AsyncIterator[bytes], location: str, **headers: str) -> HttpResponse:
+def sse_response(
+    body: AsyncIterator[bytes], location: str, **headers: str
+) -> StreamingHttpResponse:
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not buffer the stream
@@ -234,7 +237,7 @@ def stream_location(execution: Execution) -> str:
 
 
 @csrf_exempt
-async def agent_execute_stream(request: HttpRequest, agent_id: str) -> HttpResponse:
+async def agent_execute_stream(request: HttpRequest, agent_id: str) -> HttpResponseBase:
     """``POST /agents/{agent_id}/execute/stream``: run live, stream the event log.
 
     ``on_disconnect`` (query or ``execution_config``): ``cancel`` (default) stops the run when
@@ -271,7 +274,7 @@ def _attach_target(agent_ref: str, execution_id: str) -> Execution:
 
 async def execution_stream_attach(
     request: HttpRequest, agent_id: str, execution_id: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     """``GET /agents/{agent_id}/executions/{execution_id}/stream``: replay the stored events
     after the cursor (``Last-Event-ID`` or ``?after=N``), then follow until the end."""
     try:

@@ -42,7 +42,9 @@ def append_event(execution_id: str, kind: str, data: dict[str, Any]) -> int:
     return seq
 
 
-def end_unstarted(execution: Execution, *, status: str, code: str, message: str) -> bool:
+def end_unstarted(
+    execution: Execution, *, status: ExecutionStatus, code: str, message: str
+) -> bool:
     """End a run that is not running (pending/queued): terminal status and terminal event in
     one transaction. False when it had already left those states."""
     now = timezone.now()

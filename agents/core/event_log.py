@@ -131,6 +131,8 @@ class EventLog:
             self._pending = []
             rows = event_rows(self.execution_id, items)
             try:
+                # ignore: mypy cannot infer a lambda whose parameter has a default (`rows=rows`
+                # binds this batch, as ruff's B023 asks).
                 await retry_while_down(
                     lambda rows=rows: in_schema(self.schema_name, write_events, rows),  # type: ignore[misc]
                     patience=settings.EXECUTION_STORE_PATIENCE_SECONDS,

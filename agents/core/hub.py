@@ -16,6 +16,7 @@ import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import TypedDict
 
 from django.conf import settings
 
@@ -29,9 +30,20 @@ LISTEN_POLL_SECONDS = 0.5
 Key = tuple[str, str]  # (schema_name, execution_id)
 
 
-def conninfo() -> dict[str, object]:
+class ConnInfo(TypedDict, total=False):
+    """``psycopg.connect`` keyword arguments for the default database."""
+
+    dbname: str
+    user: str | None
+    password: str
+    host: str
+    port: int
+    autocommit: bool
+
+
+def conninfo() -> ConnInfo:
     db = settings.DATABASES["default"]
-    info: dict[str, object] = {"dbname": db["NAME"], "user": db["USER"] or None, "autocommit": True}
+    info: ConnInfo = {"dbname": db["NAME"], "user": db["USER"] or None, "autocommit": True}
     if db.get("PASSWORD"):
         info["password"] = db["PASSWORD"]
     if db.get("HOST"):
@@ -86,7 +98,7 @@ class EventHub:
         delay = 0.1
         while not stop.is_set() and not loop.is_closed():
             try:
-                with psycopg.connect(**conninfo()) as conn:  # type: ignore[arg-type]
+                with psycopg.connect(**conninfo()) as conn:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     loop.call_soon_threadsafe(self._on_connected)

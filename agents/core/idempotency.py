@@ -103,7 +103,8 @@ def _prior(record: IdempotencyRecord) -> Prior:
         return Prior(record.execution_id)
     if record.status_code and isinstance(record.response_body, dict):
         body = record.response_body
-        error = body.get("error") if isinstance(body.get("error"), dict) else body
+        nested = body.get("error")
+        error = nested if isinstance(nested, dict) else body
         return Prior(
             "",
             ReplayedRefusal(

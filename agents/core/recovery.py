@@ -113,7 +113,7 @@ def suspect_executions(grace_seconds: float, chunk: int = 200) -> list[Suspect]:
     found: list[Suspect] = []
     for start in range(0, len(schemas), chunk):
         parts: list[str] = []
-        params: list[object] = []
+        params: list[str | float] = []
         for schema in schemas[start : start + chunk]:
             parts.append(_suspects_sql(schema, table))
             params += [schema, grace_seconds, grace_seconds]

@@ -277,6 +277,7 @@ def _parse(body: Any, agent_ref: str, mode: RunMode | None) -> RunRequest:
         if "output_mapping" in config
         else None,
         mode=mode,
+        # ignore: _choice checked it is "cancel" or "continue", but returns a plain str.
         on_disconnect=on_disconnect,  # type: ignore[arg-type]
     )
 

@@ -32,7 +32,7 @@ import contextvars
 import re
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import jsonschema._keywords
@@ -81,7 +81,9 @@ def _refuse_retrieval(uri: str) -> Any:
 
 
 # Empty: jsonschema adds the draft meta-schemas itself (from memory, never the network).
-SAFE_REGISTRY: Registry[Any] = Registry(retrieve=_refuse_retrieval)
+# The ignore: referencing declares its attrs fields through a private `__dataclass_transform__`
+# that mypy does not follow, so it sees a constructor without arguments.
+SAFE_REGISTRY: Registry[Any] = Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
 
 
 # ---- bounded regular expressions inside jsonschema --------------------------------------
@@ -133,7 +135,8 @@ def _install_bounded_re() -> None:
                 f"unsupported jsonschema version: {module.__name__} no longer uses 're', "
                 "so tenant patterns can not be time-bounded"
             )
-        module.re = _BOUNDED_RE
+        # The stubs list a module's public names only, not the `re` it imported.
+        module.re = _BOUNDED_RE  # type: ignore[attr-defined]
 
 
 _install_bounded_re()
@@ -180,7 +183,9 @@ def check_schema(schema: Mapping[str, Any]) -> None:
     every run."""
     validator_cls = jsonschema.validators.validator_for(schema)
     try:
-        validator_cls.check_schema(schema)
+        # jsonschema takes only a dict for a JSON object (its "object" type is `dict`); ours are
+        # parsed JSON, so dicts, and `Mapping` in our signatures only promises not to mutate.
+        validator_cls.check_schema(cast(dict[str, Any], schema))
     except SchemaError as exc:
         raise SchemaProblem(f"is not a valid JSON Schema: {exc.message}") from None
     for ref in remote_references(schema):
@@ -206,7 +211,10 @@ def first_error(instance: Any, schema: Mapping[str, Any]) -> jsonschema.Validati
     token = _budget.set(_Budget(REGEX_BUDGET_SECONDS))
     try:
         # best_match picks the most relevant error when several fail (e.g. inside anyOf).
-        return jsonschema.exceptions.best_match(validator.iter_errors(instance))
+        best: jsonschema.ValidationError | None = jsonschema.exceptions.best_match(
+            validator.iter_errors(instance)
+        )
+        return best
     except Unresolvable as exc:
         ref = getattr(exc, "ref", None) or str(exc)
         raise SchemaProblem(

@@ -68,7 +68,7 @@ class CompositeToolRunner:
     """Dispatches each call to the runner registered for the tool's ``kind``."""
 
     def __init__(self, runners: Mapping[ToolKind, ToolRunner] | None = None) -> None:
-        self._runners: dict[str, ToolRunner] = dict(runners or {})
+        self._runners: dict[ToolKind, ToolRunner] = dict(runners or {})
 
     def register(self, kind: ToolKind, runner: ToolRunner) -> None:
         """Add or replace the runner for ``kind``."""

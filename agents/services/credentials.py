@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from agents.crypto import decrypt_secret, encrypt_secret, field_key_ring
 from agents.models import ProviderCredential, ProviderKind
 from agents.providers.base import ProviderConfig
+from agents.providers.base import ProviderKind as EngineProviderKind
 from agents.providers.ssrf import UnsafeURL, check_url
 from config.errors import ValidationFailed
+from tenants.context import tenant_connection
 
 # Headers that would let a credential impersonate another caller or break the request framing.
 _FORBIDDEN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -138,12 +140,14 @@ def provider_config_for(credential: ProviderCredential) -> ProviderConfig:
     """
     headers = decrypt_secret(credential.extra_headers_encrypted)
     return ProviderConfig(
-        kind=credential.kind,  # type: ignore[arg-type]
+        # The column's choices are the engine's kinds (checked on save); get_provider refuses
+        # any other value as an unknown provider kind.
+        kind=cast(EngineProviderKind, credential.kind),
         base_url=credential.base_url,
         api_key=decrypt_secret(credential.api_key_encrypted),
         extra_headers=json.loads(headers) if headers else {},
         allowed_private=tuple(settings.PROVIDER_ALLOWED_PRIVATE),
-        breaker_key=f"{connection.schema_name}:{credential.pk}",
+        breaker_key=f"{tenant_connection.schema_name}:{credential.pk}",
     )
 
 

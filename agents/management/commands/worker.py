@@ -22,12 +22,13 @@ import logging
 import os
 import signal
 import socket
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from procrastinate.app import App
 from procrastinate.contrib.django import app
+from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.worker import Worker
 
 from agents.core.hub import get_hub
@@ -69,7 +70,9 @@ class Command(BaseCommand):
             shutdown = settings.WORKER_SHUTDOWN_TIMEOUT_SECONDS
         name = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
         # The Django connector suits web requests; a worker needs its own pool and LISTEN.
-        with app.replace_connector(app.connector.get_worker_connector()) as real_app:
+        # (The cast: procrastinate's Django app always has its DjangoConnector; typed as the base.)
+        connector = cast(DjangoConnector, app.connector)
+        with app.replace_connector(connector.get_worker_connector()) as real_app:
             code = asyncio.run(
                 serve(
                     real_app,
