@@ -15,7 +15,10 @@ PostgreSQL is required in every case: tenants live in schemas.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,3 +134,79 @@ def resolve_database(*, base_dir: Path, default_name: str) -> ResolvedDatabase:
             f"DATABASE_MODE=local but no PostgreSQL answers on {LOCAL_HOST}:{LOCAL_PORT}"
         )
     return ResolvedDatabase("embedded", _embedded(base_dir / ".data" / "pg", default_name))
+
+
+# ---- availability: what the platform does while PostgreSQL is unreachable ----
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error that caused it, means the database could not be reached or
+    dropped the connection (a restart, a failover, a pooler cut): worth a 503 and a retry, not
+    a 500. Django wraps psycopg's errors, procrastinate wraps them again (ConnectorException),
+    so the whole ``__cause__``/``__context__`` chain is looked at."""
+    from django.db import InterfaceError as DjangoInterfaceError
+    from django.db import OperationalError as DjangoOperationalError
+
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        unreachable: tuple[type[BaseException], ...] = ()
+    else:
+        # PoolTimeout (no connection in time) and AdminShutdown (terminated by the server)
+        # are OperationalErrors too.
+        unreachable = (psycopg.OperationalError, psycopg.InterfaceError)
+    unreachable += (DjangoOperationalError, DjangoInterfaceError)
+    seen: set[int] = set()
+    current = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, unreachable):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class OutageLog:
+    """Says once that the database became unreachable and once that it is back (with how long
+    it was gone), however many requests or retries meet the outage in between: a restart
+    must not bury the log under one traceback per attempt. Thread-safe (web requests run on
+    many threads)."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._logger = logger
+        self._what = what
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    @property
+    def in_outage(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> bool:
+        """Record a failure; True when it starts an outage (and was logged)."""
+        with self._lock:
+            if self._since is not None:
+                return False
+            self._since = time.monotonic()
+        self._logger.warning("%s: database unreachable (%s)", self._what, _one_line(exc))
+        return True
+
+    def recovered(self) -> float | None:
+        """Record a success; the outage's length in seconds when this ends one (and was logged)."""
+        if self._since is None:  # the common case, without taking the lock
+            return None
+        with self._lock:
+            if self._since is None:
+                return None
+            lasted = time.monotonic() - self._since
+            self._since = None
+        self._logger.warning("%s: database reachable again after %.1fs", self._what, lasted)
+        return lasted
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and not str(exc).strip():
+        text = " ".join(str(cause).split()) or type(cause).__name__
+    return text[:300]

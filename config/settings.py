@@ -70,6 +70,8 @@ TENANT_URLCONF = "config.urls_tenant"
 
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
+    # 503 + Retry-After while the database is unreachable (see config/errors.py).
+    "config.middleware.DatabaseOutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, API docs) straight from the app, before tenant resolution: daphne
     # serves none itself, and they are the same for every tenant.
@@ -125,6 +127,8 @@ if env_bool("DATABASE_POOL", True):
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Retry-After (seconds) on the 503 answered while the database is unreachable.
+DATABASE_RETRY_AFTER_SECONDS = env_int("DATABASE_RETRY_AFTER_SECONDS", 5, minimum=1)
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 # Issue `SET search_path` once per schema switch, not before every query (django-tenants resets
 # it on every set_tenant/schema_context, rollback and reconnect).
