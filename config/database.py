@@ -166,6 +166,22 @@ def database_unavailable(exc: BaseException | None) -> bool:
     return False
 
 
+def discard_broken_connections() -> None:
+    """Test every idle connection of this process's pool (Django's, when DATABASE_POOL is on)
+    and replace the dead ones. Called when a request met an unreachable database: after a
+    restart every idle connection is dead, and without this each would fail one more request.
+    Dead sockets fail their test at once; the replacements connect in the pool's background."""
+    from django.db import connection
+
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        return
+    try:
+        pool.check()
+    except Exception:  # best effort: the request is answered 503 anyway
+        logging.getLogger(__name__).debug("pool check failed", exc_info=True)
+
+
 class OutageLog:
     """Says once that the database became unreachable and once that it is back (with how long
     it was gone), however many requests or retries meet the outage in between: a restart

@@ -24,7 +24,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
 
-from config.database import OutageLog, database_unavailable
+from config.database import OutageLog, database_unavailable, discard_broken_connections
 from config.middleware import request_id_for
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,13 @@ def error_response(
     return response
 
 
+def database_failed(exc: BaseException) -> None:
+    """A request met an unreachable database: say so once, and drop the pool's dead
+    connections so that the next requests do not meet them too."""
+    web_outage.failed(exc)
+    discard_broken_connections()
+
+
 def database_unavailable_body(request: HttpRequest | None) -> tuple[dict[str, Any], int, str]:
     """The 503 answered while the database is unreachable: body, status, Retry-After."""
     retry_after = settings.DATABASE_RETRY_AFTER_SECONDS
@@ -97,7 +104,7 @@ def database_unavailable_body(request: HttpRequest | None) -> tuple[dict[str, An
 
 
 def database_unavailable_response(request: HttpRequest | None, exc: BaseException) -> JsonResponse:
-    web_outage.failed(exc)
+    database_failed(exc)
     body, status, retry_after = database_unavailable_body(request)
     response = JsonResponse(body, status=status)
     response["Retry-After"] = retry_after
@@ -130,7 +137,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             error_body(django_request, exc.code, exc.message, exc.details), status=exc.status
         )
     if database_unavailable(exc):
-        web_outage.failed(exc)
+        database_failed(exc)
         body, status, retry_after = database_unavailable_body(django_request)
         return Response(body, status=status, headers={"Retry-After": retry_after})
     if isinstance(exc, RequestDataTooBig):
