@@ -186,17 +186,32 @@ class OutageLog:
     """Says once that the database became unreachable and once that it is back (with how long
     it was gone), however many requests or retries meet the outage in between: a restart
     must not bury the log under one traceback per attempt. Thread-safe (web requests run on
-    many threads)."""
+    many threads).
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    ``steady_for()`` tells how long the database has been reachable without a break, as far
+    as this process saw: a sweeper that takes silent workers for dead should not trust
+    heartbeats that nobody could write while the database was away.
+    """
+
+    def __init__(self, logger: logging.Logger, label: str) -> None:
         self._logger = logger
-        self._what = what
+        self.label = label  # who speaks in the log: "web", "worker host:pid"
         self._lock = threading.Lock()
         self._since: float | None = None
+        self._steady_since = time.monotonic()
+        # Outages so far: lets a component that acts once per outage tell whether one began
+        # since it last looked, even if it never met the outage itself.
+        self.count = 0
 
     @property
     def in_outage(self) -> bool:
         return self._since is not None
+
+    def steady_for(self) -> float:
+        """Seconds since the last outage ended (or since the process started); 0 during one."""
+        if self._since is not None:
+            return 0.0
+        return time.monotonic() - self._steady_since
 
     def failed(self, exc: BaseException) -> bool:
         """Record a failure; True when it starts an outage (and was logged)."""
@@ -204,7 +219,8 @@ class OutageLog:
             if self._since is not None:
                 return False
             self._since = time.monotonic()
-        self._logger.warning("%s: database unreachable (%s)", self._what, _one_line(exc))
+            self.count += 1
+        self._logger.warning("%s: database unreachable (%s)", self.label, _one_line(exc))
         return True
 
     def recovered(self) -> float | None:
@@ -214,15 +230,20 @@ class OutageLog:
         with self._lock:
             if self._since is None:
                 return None
-            lasted = time.monotonic() - self._since
+            now = time.monotonic()
+            lasted = now - self._since
             self._since = None
-        self._logger.warning("%s: database reachable again after %.1fs", self._what, lasted)
+            self._steady_since = now
+        self._logger.warning("%s: database reachable again after %.1fs", self.label, lasted)
         return lasted
 
 
+# The process's own record of database outages: web requests and worker loops report to it.
+database_outage = OutageLog(logging.getLogger("config.database"), "web")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    cause = exc.__cause__
-    if cause is not None and not str(exc).strip():
-        text = " ".join(str(cause).split()) or type(cause).__name__
-    return text[:300]
+    # The innermost cause says what happened (procrastinate's wrapper only "Database error.").
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]

@@ -24,13 +24,11 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
 
-from config.database import OutageLog, database_unavailable, discard_broken_connections
+from config.database import database_outage, database_unavailable, discard_broken_connections
 from config.middleware import request_id_for
 
 logger = logging.getLogger(__name__)
 
-# One warning when requests start failing for want of a database, one when they stop.
-web_outage = OutageLog(logger, "web")
 DATABASE_UNAVAILABLE = "database_unavailable"
 
 
@@ -85,9 +83,10 @@ def error_response(
 
 
 def database_failed(exc: BaseException) -> None:
-    """A request met an unreachable database: say so once, and drop the pool's dead
-    connections so that the next requests do not meet them too."""
-    web_outage.failed(exc)
+    """A request met an unreachable database: say so once (one warning when requests start
+    failing, one when they stop), and drop the pool's dead connections so that the next
+    requests do not meet them too."""
+    database_outage.failed(exc)
     discard_broken_connections()
 
 

@@ -8,7 +8,8 @@ from django.db import connection
 from django.db.utils import Error as DatabaseError
 from django.http import HttpRequest, JsonResponse
 
-from config.errors import database_failed, web_outage
+from config.database import database_outage
+from config.errors import database_failed
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -24,7 +25,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except (DatabaseError, psycopg.Error) as exc:
         database_failed(exc)
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
-    web_outage.recovered()
+    database_outage.recovered()
     return JsonResponse({"status": "ok", "database": "ok"})
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse
 
-from config.database import database_unavailable
+from config.database import database_outage, database_unavailable
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -41,9 +41,7 @@ class RequestIdMiddleware:
 def _database_reached(sender: Any, connection: Any, **kwargs: Any) -> None:
     # Sent on every connection Django opens (every checkout from the pool): the first one
     # after an outage ends it in the log.
-    from config.errors import web_outage
-
-    web_outage.recovered()
+    database_outage.recovered()
 
 
 class DatabaseOutageMiddleware:

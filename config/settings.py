@@ -286,6 +286,9 @@ WORKER_LOST_MAX_RESTARTS = env_int("WORKER_LOST_MAX_RESTARTS", 1, minimum=0)
 WORKER_SHUTDOWN_TIMEOUT_SECONDS = env_float("WORKER_SHUTDOWN_TIMEOUT_SECONDS", 0.0, minimum=0)
 # Besides the cancel NOTIFY, a run checks for a cancel request this often (lost notifications).
 WORKER_CANCEL_CHECK_SECONDS = env_float("WORKER_CANCEL_CHECK_SECONDS", 2.0, minimum=0.1)
+# After a lost database connection the worker retries (fetch, heartbeat, LISTEN) after 0.2 s,
+# then twice as long each time, jittered, up to this many seconds; it never gives up.
+WORKER_RECONNECT_MAX_SECONDS = env_float("WORKER_RECONNECT_MAX_SECONDS", 5.0, minimum=0.1)
 # Finished jobs are kept this long (history for the sweeper and the admin), then deleted.
 WORKER_JOB_RETENTION_HOURS = env_int("WORKER_JOB_RETENTION_HOURS", 72, minimum=1)
 # Executions of one tenant running at once (all interfaces); 0: no cap. Background jobs over
@@ -317,5 +320,8 @@ LOGGING = {
         "tenants": {"level": LOG_LEVEL},
         "agents": {"level": LOG_LEVEL},
         "workflow_bridge": {"level": LOG_LEVEL},
+        # psycopg_pool warns at every failed connection attempt; web and worker log an outage
+        # once when it starts and once when it ends instead (config.database.OutageLog).
+        "psycopg.pool": {"level": "ERROR"},
     },
 }

@@ -27,11 +27,15 @@ Fixtures (all skip, saying why, when no PostgreSQL binaries can be found):
     the test did, so one failing test does not take the next ones down with it.
 
 ``live_web``: a real daphne serving ``config.asgi`` in a subprocess on that database; returns a
-    :class:`LiveProcess` with ``url``, ``alive()``, ``log()``.
+    :class:`LiveProcess` with ``url``, ``alive()``, ``log()`` (the tail of its output),
+    ``story()`` (all of it but access lines and per-attempt connection noise), ``stop()``.
 
 ``live_worker``: a factory starting ``manage.py worker`` subprocesses on that database with
-    short heartbeat and sweep periods; returns once both of its procrastinate workers are
-    registered. ``LiveProcess.log()`` has its output.
+    short heartbeat and sweep periods (``FAST_WORKER_ENV``; keyword arguments override any
+    setting, e.g. ``live_worker(WORKER_STALLED_AFTER_SECONDS="10")``); returns a
+    :class:`LiveProcess` once both of its procrastinate workers are registered.
+
+The logs of both are printed at teardown: pytest shows them when a test failed.
 
 ``wait_until(predicate, timeout, what)`` polls a condition against a deadline (never a fixed
 sleep) and returns its first truthy value.
@@ -353,8 +357,14 @@ class LiveProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def log(self) -> str:
-        return self.logfile.read_text(errors="replace")[-6000:]
+    def log(self, tail: int = 6000) -> str:
+        return self.logfile.read_text(errors="replace")[-tail:]
+
+    def story(self) -> str:
+        """The log without access lines and per-attempt connection noise: for failures."""
+        noise = ("127.0.0.1:", "\tIs the server running")
+        lines = self.logfile.read_text(errors="replace").splitlines()
+        return "\n".join(line for line in lines if not line.startswith(noise))[-40000:]
 
     def stop(self, timeout: float = 15) -> int:
         """SIGTERM (lets runs finish), SIGKILL past ``timeout``; returns the exit code."""
@@ -404,6 +414,7 @@ def live_web(outage_site: OutageSite, tmp_path: Path) -> Iterator[LiveProcess]:
         yield web
     finally:
         web.stop()
+        print(f"--- web log (shown when the test failed) ---\n{web.story()}")
 
 
 def _registered_workers(site: OutageSite) -> int:
@@ -441,5 +452,6 @@ def live_worker(
     try:
         yield spawn
     finally:
-        for worker in started:
+        for number, worker in enumerate(started):
             worker.stop()
+            print(f"--- worker {number} log (shown when the test failed) ---\n{worker.story()}")
