@@ -15,7 +15,10 @@ PostgreSQL is required in every case: tenants live in schemas.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,3 +134,116 @@ def resolve_database(*, base_dir: Path, default_name: str) -> ResolvedDatabase:
             f"DATABASE_MODE=local but no PostgreSQL answers on {LOCAL_HOST}:{LOCAL_PORT}"
         )
     return ResolvedDatabase("embedded", _embedded(base_dir / ".data" / "pg", default_name))
+
+
+# ---- availability: what the platform does while PostgreSQL is unreachable ----
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error that caused it, means the database could not be reached or
+    dropped the connection (a restart, a failover, a pooler cut): worth a 503 and a retry, not
+    a 500. Django wraps psycopg's errors, procrastinate wraps them again (ConnectorException),
+    so the whole ``__cause__``/``__context__`` chain is looked at."""
+    from django.db import InterfaceError as DjangoInterfaceError
+    from django.db import OperationalError as DjangoOperationalError
+
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        unreachable: tuple[type[BaseException], ...] = ()
+    else:
+        # PoolTimeout (no connection in time) and AdminShutdown (terminated by the server)
+        # are OperationalErrors too.
+        unreachable = (psycopg.OperationalError, psycopg.InterfaceError)
+    unreachable += (DjangoOperationalError, DjangoInterfaceError)
+    seen: set[int] = set()
+    current = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, unreachable):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def discard_broken_connections() -> None:
+    """Test every idle connection of this process's pool (Django's, when DATABASE_POOL is on)
+    and replace the dead ones. Called when a request met an unreachable database: after a
+    restart every idle connection is dead, and without this each would fail one more request.
+    Dead sockets fail their test at once; the replacements connect in the pool's background."""
+    from django.db import connection
+
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        return
+    try:
+        pool.check()
+    except Exception:  # best effort: the request is answered 503 anyway
+        logging.getLogger(__name__).debug("pool check failed", exc_info=True)
+
+
+class OutageLog:
+    """Says once that the database became unreachable and once that it is back (with how long
+    it was gone), however many requests or retries meet the outage in between: a restart
+    must not bury the log under one traceback per attempt. Thread-safe (web requests run on
+    many threads).
+
+    ``steady_for()`` tells how long the database has been reachable without a break, as far
+    as this process saw: a sweeper that takes silent workers for dead should not trust
+    heartbeats that nobody could write while the database was away.
+    """
+
+    def __init__(self, logger: logging.Logger, label: str) -> None:
+        self._logger = logger
+        self.label = label  # who speaks in the log: "web", "worker host:pid"
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._steady_since = time.monotonic()
+        # Outages so far: lets a component that acts once per outage tell whether one began
+        # since it last looked, even if it never met the outage itself.
+        self.count = 0
+
+    @property
+    def in_outage(self) -> bool:
+        return self._since is not None
+
+    def steady_for(self) -> float:
+        """Seconds since the last outage ended (or since the process started); 0 during one."""
+        if self._since is not None:
+            return 0.0
+        return time.monotonic() - self._steady_since
+
+    def failed(self, exc: BaseException) -> bool:
+        """Record a failure; True when it starts an outage (and was logged)."""
+        with self._lock:
+            if self._since is not None:
+                return False
+            self._since = time.monotonic()
+            self.count += 1
+        self._logger.warning("%s: database unreachable (%s)", self.label, _one_line(exc))
+        return True
+
+    def recovered(self) -> float | None:
+        """Record a success; the outage's length in seconds when this ends one (and was logged)."""
+        if self._since is None:  # the common case, without taking the lock
+            return None
+        with self._lock:
+            if self._since is None:
+                return None
+            now = time.monotonic()
+            lasted = now - self._since
+            self._since = None
+            self._steady_since = now
+        self._logger.warning("%s: database reachable again after %.1fs", self.label, lasted)
+        return lasted
+
+
+# The process's own record of database outages: web requests and worker loops report to it.
+database_outage = OutageLog(logging.getLogger("config.database"), "web")
+
+
+def _one_line(exc: BaseException) -> str:
+    # The innermost cause says what happened (procrastinate's wrapper only "Database error.").
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]

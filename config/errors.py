@@ -3,22 +3,33 @@
 ``{"error": {"code", "message", "details"}, "request_id"}`` with the matching HTTP status, from
 DRF views (``api_exception_handler``), from middleware (``error_response``) and from Django's
 own 404/500 handlers.
+
+While the database is unreachable (a restart, a failover, a pooler cut) every path answers
+503 ``database_unavailable`` with ``Retry-After`` instead of a 500: DRF views through
+``api_exception_handler`` (the SSE views' ``error_json`` too), other views through
+``config.middleware.DatabaseOutageMiddleware.process_exception``, and middleware (tenant
+resolution reads the public schema before any view) through ``handler500``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
 
+from config.database import database_outage, database_unavailable, discard_broken_connections
 from config.middleware import request_id_for
 
 logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 class DomainError(Exception):
@@ -84,6 +95,36 @@ def error_response(
     return response
 
 
+def database_failed(exc: BaseException) -> None:
+    """A request met an unreachable database: say so once (one warning when requests start
+    failing, one when they stop), and drop the pool's dead connections so that the next
+    requests do not meet them too."""
+    database_outage.failed(exc)
+    discard_broken_connections()
+
+
+def database_unavailable_body(request: HttpRequest | None) -> tuple[dict[str, Any], int, str]:
+    """The 503 answered while the database is unreachable: body, status, Retry-After."""
+    retry_after = settings.DATABASE_RETRY_AFTER_SECONDS
+    body = error_body(
+        request,
+        DATABASE_UNAVAILABLE,
+        "The database is unavailable; try again shortly.",
+        {"retry_after_seconds": retry_after},
+    )
+    return body, 503, str(retry_after)
+
+
+def database_unavailable_response(request: HttpRequest | None, exc: BaseException) -> JsonResponse:
+    database_failed(exc)
+    body, status, retry_after = database_unavailable_body(request)
+    response = JsonResponse(body, status=status)
+    response["Retry-After"] = retry_after
+    # Logged once per outage (above), not once per request with a traceback by Django.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 _DRF_CODES: dict[type[Exception], tuple[str, str]] = {
     drf.NotAuthenticated: ("not_authenticated", "Authentication credentials were not provided."),
     drf.AuthenticationFailed: ("not_authenticated", "Invalid credentials."),
@@ -109,6 +150,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             status=exc.status,
             headers=exc.headers or None,
         )
+    if database_unavailable(exc):
+        database_failed(exc)
+        body, status, retry_after = database_unavailable_body(django_request)
+        return Response(body, status=status, headers={"Retry-After": retry_after})
     if isinstance(exc, RequestDataTooBig):
         return Response(
             error_body(django_request, "payload_too_large", "Request body is too large."),
@@ -157,6 +202,13 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Json
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
+    # Django calls this inside its ``except`` block, so the error is still at hand. That is
+    # how a database error raised by a middleware (tenant resolution queries before any
+    # view runs) becomes a 503: Django turns a middleware's exception into a response
+    # right where it is raised, so no outer middleware ever sees it.
+    exc = sys.exc_info()[1]
+    if exc is not None and database_unavailable(exc):
+        return database_unavailable_response(request, exc)
     logger.error("unhandled error", extra={"request_id": request_id_for(request)})
     return error_response(request, 500, "server_error", "Internal server error.")
 

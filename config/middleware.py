@@ -1,14 +1,22 @@
 """Request id: taken from ``X-Request-ID`` when the caller sent a sane one, made up otherwise,
-stored on the request (errors and audit entries quote it) and echoed on every response."""
+stored on the request (errors and audit entries quote it) and echoed on every response.
+
+Database outages: ``DatabaseOutageMiddleware`` turns a view's "database unreachable" error
+into the platform's 503 (see ``config.errors``) and makes sure every 503 says when to retry.
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
+from django.conf import settings
+from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse
+
+from config.database import database_outage, database_unavailable
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -36,3 +44,37 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = identified.request_id
         return response
+
+
+def _database_reached(sender: Any, connection: Any, **kwargs: Any) -> None:
+    # Sent on every connection Django opens (every checkout from the pool): the first one
+    # after an outage ends it in the log.
+    database_outage.recovered()
+
+
+class DatabaseOutageMiddleware:
+    """While the database is unreachable: a view's database error becomes 503
+    ``database_unavailable`` with ``Retry-After`` (not a 500), and any 503 that lacks a
+    ``Retry-After`` gets one (the SSE views build their error responses from the DRF
+    handler's body and status alone).
+
+    Errors raised by a middleware (tenant resolution) never reach another middleware: Django
+    turns them into a response where they are raised. ``config.errors.handler500`` maps those.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        connection_created.connect(_database_reached, dispatch_uid="config.database-reached")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 503 and not response.has_header("Retry-After"):
+            response["Retry-After"] = str(settings.DATABASE_RETRY_AFTER_SECONDS)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not database_unavailable(exception):
+            return None
+        from config.errors import database_unavailable_response  # config.errors imports us
+
+        return database_unavailable_response(request, exception)

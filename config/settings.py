@@ -81,6 +81,8 @@ TENANT_URLCONF = "config.urls_tenant"
 
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
+    # 503 + Retry-After while the database is unreachable (see config/errors.py).
+    "config.middleware.DatabaseOutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, API docs) straight from the app, before tenant resolution: daphne
     # serves none itself, and they are the same for every tenant.
@@ -128,14 +130,41 @@ DATABASES = {
     }
 }
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=1)
+# How long a request waits for a pooled connection before it gets a 503 (with Retry-After).
+# During an outage every request that touches the database waits this long: keep it short.
+DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# A connection attempt to an unreachable host (packets dropped, no refusal) would otherwise
+# hang for minutes of TCP retries; libpq counts whole seconds (minimum 2).
+DATABASE_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_CONNECT_TIMEOUT_SECONDS", 5, minimum=2)
+DATABASES["default"]["OPTIONS"] = {
+    "connect_timeout": DATABASE_CONNECT_TIMEOUT_SECONDS,
+    **DATABASES["default"].get("OPTIONS", {}),  # a connect_timeout in DATABASE_URL wins
+}
+# After a restart every idle pooled connection is dead. The pool's own check on checkout
+# (CONN_HEALTH_CHECKS) sleeps 1 s, 2 s, 4 s ... between dead connections, so the first
+# requests after a restart waited for the whole pool timeout and failed anyway (measured: two
+# 503s after 5 s each with 10 idle connections). Instead the first request that meets a dead
+# connection fails at once (503) and has every idle connection tested and the dead ones
+# replaced (config.database.discard_broken_connections).
 if env_bool("DATABASE_POOL", True):
-    DATABASES["default"]["OPTIONS"] = {
-        **DATABASES["default"].get("OPTIONS", {}),
-        "pool": {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10},
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
+        # psycopg_pool retries a failed connection with a doubling delay (1, 2, 4, 8 ... s)
+        # until this many seconds, and a waiting request never starts another attempt
+        # meanwhile: after a 30 s outage the pool could stay empty ~30 s more. Giving up
+        # early lets the next request start a fresh attempt at once.
+        "reconnect_timeout": DATABASE_POOL_TIMEOUT_SECONDS,
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Retry-After (seconds) on the 503 answered while the database is unreachable.
+DATABASE_RETRY_AFTER_SECONDS = env_int("DATABASE_RETRY_AFTER_SECONDS", 5, minimum=1)
+# /readyz waits at most this long for the database before it says "not ready" (keep it below
+# the probe timeout of your load balancer or orchestrator).
+READYZ_TIMEOUT_SECONDS = env_float("READYZ_TIMEOUT_SECONDS", 1.0, minimum=0.1)
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 # Issue `SET search_path` once per schema switch, not before every query (django-tenants resets
 # it on every set_tenant/schema_context, rollback and reconnect).
@@ -280,6 +309,9 @@ WORKER_LOST_MAX_RESTARTS = env_int("WORKER_LOST_MAX_RESTARTS", 1, minimum=0)
 WORKER_SHUTDOWN_TIMEOUT_SECONDS = env_float("WORKER_SHUTDOWN_TIMEOUT_SECONDS", 0.0, minimum=0)
 # Besides the cancel NOTIFY, a run checks for a cancel request this often (lost notifications).
 WORKER_CANCEL_CHECK_SECONDS = env_float("WORKER_CANCEL_CHECK_SECONDS", 2.0, minimum=0.1)
+# After a lost database connection the worker retries (fetch, heartbeat, LISTEN) after 0.2 s,
+# then twice as long each time, jittered, up to this many seconds; it never gives up.
+WORKER_RECONNECT_MAX_SECONDS = env_float("WORKER_RECONNECT_MAX_SECONDS", 5.0, minimum=0.1)
 # Finished jobs are kept this long (history for the sweeper and the admin), then deleted.
 WORKER_JOB_RETENTION_HOURS = env_int("WORKER_JOB_RETENTION_HOURS", 72, minimum=1)
 # Executions of one tenant running at once (all interfaces); 0: no cap. Background jobs over
@@ -311,5 +343,8 @@ LOGGING = {
         "tenants": {"level": LOG_LEVEL},
         "agents": {"level": LOG_LEVEL},
         "workflow_bridge": {"level": LOG_LEVEL},
+        # psycopg_pool warns at every failed connection attempt; web and worker log an outage
+        # once when it starts and once when it ends instead (config.database.OutageLog).
+        "psycopg.pool": {"level": "ERROR"},
     },
 }

@@ -11,6 +11,15 @@ cancel request (NOTIFY ``execution_cancel``) from any web process reaches the ru
 SIGTERM/SIGINT: stop taking jobs and let running ones finish (``WORKER_SHUTDOWN_TIMEOUT_SECONDS``,
 0 = no limit). Past the limit, or on the same signal twice, the worker deregisters and exits at once;
 its unfinished jobs have no worker then, so the next sweep anywhere restarts them.
+
+Database outages (a restart, a failover, a pooler cut) do not stop the process: it exits only
+on a signal. procrastinate 3.x stops a worker as soon as its job fetch, heartbeat, LISTEN
+connection or periodic deferrer meets a connection error; :class:`ResilientWorker` makes each
+of them retry with a capped, jittered backoff (``WORKER_RECONNECT_MAX_SECONDS``) and carry on
+with the same worker id, its running jobs untouched. A job that ends while the database is away
+keeps retrying to record its end. The outage is logged once when it starts and once when it
+ends. Should a worker stop anyway (an error nobody foresaw), ``serve`` starts a new one after
+the old one's running jobs have finished.
 """
 
 from __future__ import annotations
@@ -20,24 +29,43 @@ import contextlib
 import inspect
 import logging
 import os
+import random
 import signal
 import socket
-from typing import Any, cast
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from procrastinate import jobs as procrastinate_jobs
+from procrastinate import utils as procrastinate_utils
 from procrastinate.app import App
+from procrastinate.connector import Notify
 from procrastinate.contrib.django import app
-from procrastinate.contrib.django.django_connector import DjangoConnector
+from procrastinate.contrib.django.utils import connector_params
+from procrastinate.job_context import JobContext, JobResult
+from procrastinate.psycopg_connector import PsycopgConnector
+from procrastinate.retry import RetryDecision
 from procrastinate.worker import Worker
 
 from agents.core.hub import get_hub
 from agents.core.queue import EXECUTIONS_QUEUE, MAINTENANCE_QUEUE
+from config.database import (
+    OutageLog,
+    database_outage,
+    database_unavailable,
+    discard_broken_connections,
+)
 
 logger = logging.getLogger("agents.worker")
 
 # Exit code when the shutdown timeout forced the exit (runs left to other workers).
 FORCED_EXIT = 3
+# The first retry after a lost connection; each next one waits up to twice as long, capped by
+# WORKER_RECONNECT_MAX_SECONDS.
+FIRST_RETRY_SECONDS = 0.2
 
 
 class Command(BaseCommand):
@@ -69,10 +97,10 @@ class Command(BaseCommand):
         if shutdown is None:
             shutdown = settings.WORKER_SHUTDOWN_TIMEOUT_SECONDS
         name = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
+        outage = database_outage
+        outage.label = f"worker {name}"
         # The Django connector suits web requests; a worker needs its own pool and LISTEN.
-        # (The cast: procrastinate's Django app always has its DjangoConnector; typed as the base.)
-        connector = cast(DjangoConnector, app.connector)
-        with app.replace_connector(connector.get_worker_connector()) as real_app:
+        with app.replace_connector(worker_connector(outage)) as real_app:
             code = asyncio.run(
                 serve(
                     real_app,
@@ -80,15 +108,346 @@ class Command(BaseCommand):
                     concurrency=concurrency,
                     polling=polling,
                     shutdown_timeout=shutdown or None,
+                    outage=outage,
                 )
             )
         if code:
             raise SystemExit(code)
 
 
-def _worker(real_app: App, *, name: str, queue: str, concurrency: int, polling: float) -> Worker:
-    return Worker(
+class Backoff:
+    """Delays between attempts: doubling from ``first`` up to ``cap``, each drawn from the upper
+    half of its range, so that workers that lost the database together do not all knock at
+    the same instant when it comes back."""
+
+    def __init__(self, *, first: float = FIRST_RETRY_SECONDS, cap: float | None = None) -> None:
+        self.first = first
+        self.cap = settings.WORKER_RECONNECT_MAX_SECONDS if cap is None else cap
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.first * 2 ** min(self._attempt, 30))
+        self._attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class ResilientConnector(PsycopgConnector):
+    """The worker's connector; its LISTEN loop (new jobs, abort requests) reconnects with
+    backoff instead of failing the worker. procrastinate's own loop reconnects only when an
+    established connection drops, and gives up on the first failed connection attempt, which
+    is what a restart produces."""
+
+    def __init__(self, *, outage: OutageLog, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outage = outage
+
+    async def listen_notify(self, on_notification: Notify, channels: Iterable[str]) -> None:
+        channels = list(channels)
+        backoff = Backoff()
+        while True:
+            started = time.monotonic()
+            try:
+                await super().listen_notify(on_notification=on_notification, channels=channels)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                if time.monotonic() - started > backoff.cap:
+                    backoff.reset()  # it had been listening for a while: a new outage
+                self.outage.failed(exc)
+                # Jobs queued meanwhile are found by the workers' polls.
+                await asyncio.sleep(backoff.next_delay())
+
+
+def worker_connector(outage: OutageLog) -> ResilientConnector:
+    return ResilientConnector(
+        outage=outage,
+        kwargs=connector_params(),
+        # psycopg_pool waits 30 s for a connection and retries a failed one at 1, 2, 4 ... s
+        # for 5 minutes by default: after an outage the worker would lag well behind the
+        # database. Bounded like the web pool's (see DATABASE_POOL_TIMEOUT_SECONDS).
+        timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
+        reconnect_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
+    )
+
+
+class ResilientWorker(Worker):
+    """A procrastinate worker that rides out database outages (see the module docstring).
+
+    Overrides procrastinate 3.x internals (pinned ``<4``): the job fetch, the heartbeat, the
+    periodic deferrer, the abort poll, the recording of a job's end and the deregistration.
+    After an outage (met by any part of the process), before fetching again, it also:
+    - replaces the dead idle connections of the process's Django pool, which the jobs' ORM
+      calls use and which hands out dead connections otherwise (the first job after a restart
+      failed on one);
+    - hands back to the queue any job the database gave it whose answer was lost with the
+      connection (``doing`` under its id, yet not running here);
+    - beats at once, so that no sweeper takes it for dead a moment longer than needed, and
+      registers again if another worker starting meanwhile pruned it for a stale heartbeat
+      (its running jobs get the new id back, unless the sweeper has already taken them).
+    """
+
+    def __init__(
+        self,
+        *,
+        outage: OutageLog,
+        siblings: list[ResilientWorker | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(worker_middleware=[_note_database_errors], **kwargs)
+        self._outage = outage
+        # The workers of this process (this one included): after an outage all of them beat
+        # before this one fetches, so that a sweep run here never takes them for dead.
+        self._siblings = siblings if siblings is not None else [self]
+        self._fetch_backoff = Backoff()
+        # Outages (OutageLog.count) this worker has cleaned up after / checked its
+        # registration after.
+        self._outages_handled = outage.count
+        self._registration_checked = outage.count
+
+    # ---- outage bookkeeping ----
+
+    async def lost_database(self, exc: BaseException) -> None:
+        self._outage.failed(exc)
+        # Every idle connection of procrastinate's pool is dead now, and its checkout check
+        # sleeps 1 s, 2 s, 4 s ... between dead ones (a heartbeat stuck there for seconds let
+        # a sweeper take this worker for dead): test them all at once instead.
+        pool = getattr(self.app.connector, "_async_pool", None)
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await pool.check()
+
+    async def _pause(self, backoff: Backoff) -> None:
+        await procrastinate_utils.wait_any(
+            self._stop_event.wait(), asyncio.sleep(backoff.next_delay())
+        )
+
+    # ---- job fetch ----
+
+    async def _fetch_and_process_jobs(self) -> None:
+        try:
+            if self._outages_handled != self._outage.count:
+                await self._after_outage()
+            # ignore: procrastinate leaves this internal untyped (excluded, but not via super)
+            await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            await self.lost_database(exc)
+            await self._pause(self._fetch_backoff)
+            self._new_job_event.set()  # look again right away, not at the next poll
+            return
+        self._fetch_backoff.reset()
+
+    async def _after_outage(self) -> None:
+        seen = self._outage.count
+        for worker in self._siblings:
+            if worker is not None and worker.worker_id is not None:
+                await worker._beat()
+        await self._hand_back_lost_fetches()
+        await sync_to_async(discard_broken_connections, thread_sensitive=True)()
+        self._outages_handled = seen
+        self._outage.recovered()
+
+    async def _hand_back_lost_fetches(self) -> None:
+        # Runs in the fetch loop itself, between two fetches: a job this worker is fetching
+        # right now cannot be mistaken for a lost one.
+        if self.worker_id is None:
+            return
+        running = {context.job.id for context in self._running_jobs.values()}
+        mine = await self.app.job_manager.list_jobs_async(
+            worker_id=self.worker_id, status=procrastinate_jobs.Status.DOING.value
+        )
+        for job in mine:
+            if job.id is None or job.id in running:
+                continue
+            try:
+                await self.app.job_manager.retry_job_by_id_async(
+                    job_id=job.id, retry_at=procrastinate_utils.utcnow()
+                )
+            except Exception as exc:
+                if database_unavailable(exc):
+                    raise
+                logger.warning("job %s: could not queue it again (%s)", job.id, exc)
+            else:
+                logger.warning("job %s was fetched as the connection dropped: queued again", job.id)
+
+    # ---- heartbeat ----
+
+    async def _update_heartbeat(self) -> None:
+        backoff = Backoff()
+        delay = self.update_heartbeat_interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._beat()
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                await self.lost_database(exc)
+                # Beat again as soon as the database is back, not an interval later.
+                delay = min(backoff.next_delay(), self.update_heartbeat_interval)
+            else:
+                self._outage.recovered()
+                backoff.reset()
+                delay = self.update_heartbeat_interval
+
+    async def _beat(self) -> None:
+        assert self.worker_id is not None
+        await self.app.job_manager.update_heartbeat(self.worker_id)
+        if self._registration_checked != self._outage.count:
+            seen = self._outage.count
+            await self._register_again_if_pruned()
+            self._registration_checked = seen
+
+    async def _register_again_if_pruned(self) -> None:
+        connector = self.app.connector
+        found = await connector.execute_query_all_async(
+            "SELECT 1 FROM procrastinate_workers WHERE id = %(worker_id)s",
+            worker_id=self.worker_id,
+        )
+        if found:
+            return
+        lost_id = self.worker_id
+        self.worker_id = await self.app.job_manager.register_worker()
+        running = [c.job.id for c in self._running_jobs.values() if c.job.id is not None]
+        if running:
+            # Pruning set their worker_id to NULL, which the sweeper reads as "lost".
+            await connector.execute_query_async(
+                "UPDATE procrastinate_jobs SET worker_id = %(worker_id)s "
+                "WHERE id = ANY(%(job_ids)s) AND status = 'doing' AND worker_id IS NULL",
+                worker_id=self.worker_id,
+                job_ids=running,
+            )
+        logger.warning(
+            "worker %s had been pruned during the outage: registered again as %s (%d running job(s))",
+            lost_id,
+            self.worker_id,
+            len(running),
+        )
+
+    # ---- periodic deferrer and abort poll ----
+
+    async def _periodic_deferrer(self) -> None:
+        backoff = Backoff()
+        while True:
+            started = time.monotonic()
+            try:
+                # ignore: procrastinate leaves this internal untyped (excluded, but not via super)
+                await super()._periodic_deferrer()  # type: ignore[no-untyped-call]
+                return  # no periodic task at all
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                if time.monotonic() - started > backoff.cap:
+                    backoff.reset()
+                await self.lost_database(exc)
+                # Defers are idempotent per timestamp: starting over repeats none.
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _poll_jobs_to_abort(self) -> None:
+        # procrastinate's version logs a traceback at every failed poll.
+        backoff = Backoff()
+        delay = self.abort_job_polling_interval
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.abort_job_polling_interval
+            if not self._running_jobs:
+                continue
+            try:
+                job_ids = await self.app.job_manager.list_jobs_to_abort_async()
+            except Exception as exc:
+                if database_unavailable(exc):
+                    await self.lost_database(exc)
+                    delay = max(delay, backoff.next_delay())
+                else:
+                    logger.exception("polling for jobs to abort failed")
+                continue
+            backoff.reset()
+            self._handle_abort_jobs_requested(job_ids)
+
+    # ---- a job's end ----
+
+    async def _persist_job_status(
+        self,
+        job: procrastinate_jobs.Job,
+        status: procrastinate_jobs.Status,
+        retry_decision: RetryDecision | None,
+        context: JobContext,
+        job_result: JobResult | None,
+    ) -> None:
+        """Record the job's end, waiting out an outage: left unrecorded, the job would stay
+        ``doing`` under a live worker, which no sweeper ever takes back."""
+        backoff = Backoff()
+        retried = False
+        while True:
+            try:
+                await super()._persist_job_status(
+                    job=job,
+                    status=status,
+                    retry_decision=retry_decision,
+                    context=context,
+                    job_result=job_result,
+                )
+                return
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    if not retried:
+                        raise
+                    # The attempt that lost its answer had gone through (the job is no
+                    # longer "doing"), or the sweeper took the job meanwhile.
+                    logger.warning("job %s: its end was recorded already (%s)", job.id, exc)
+                    if job.id is not None:
+                        self._job_ids_to_abort.pop(job.id, None)
+                    return
+                retried = True
+                await self.lost_database(exc)
+                await asyncio.sleep(backoff.next_delay())
+
+    # ---- shutdown ----
+
+    async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        try:
+            await super()._shutdown(side_tasks)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            # Its row goes stale and is pruned; its jobs all ended before this point.
+            logger.warning(
+                "worker %s stopped without deregistering: database unreachable", self.worker_id
+            )
+
+
+async def _note_database_errors(
+    call_next: Callable[[], Awaitable[Any]], context: JobContext, worker: Worker
+) -> Any:
+    """Worker middleware: a job that met an unreachable database (a dead pooled connection
+    after a blip nobody else noticed, say) counts as an outage, so that the worker cleans up
+    before it fetches the next job. The job's own fate is its task's retry policy."""
+    try:
+        return await call_next()
+    except Exception as exc:
+        if database_unavailable(exc) and isinstance(worker, ResilientWorker):
+            await worker.lost_database(exc)
+        raise
+
+
+def _worker(
+    real_app: App,
+    *,
+    name: str,
+    queue: str,
+    concurrency: int,
+    polling: float,
+    outage: OutageLog,
+    siblings: list[ResilientWorker | None],
+) -> ResilientWorker:
+    return ResilientWorker(
         app=real_app,
+        outage=outage,
+        siblings=siblings,
         queues=[queue],
         name=f"{name}/{queue}",
         concurrency=concurrency,
@@ -104,69 +463,162 @@ def _worker(real_app: App, *, name: str, queue: str, concurrency: int, polling: 
     )
 
 
-async def serve(
-    real_app: App, *, name: str, concurrency: int, polling: float, shutdown_timeout: float | None
-) -> int:
-    """Run both workers until a signal; returns the process exit code."""
-    async with real_app.open_async():
-        hub = get_hub()
+async def _open_pool(real_app: App, outage: OutageLog) -> None:
+    try:
+        await real_app.connector.open_async()
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        # The pool is open and keeps connecting in the background; the workers below retry
+        # their registration until it succeeds.
+        outage.failed(exc)
+
+
+async def supervise(
+    make: Callable[[], ResilientWorker],
+    current: list[ResilientWorker | None],
+    slot: int,
+    stop: asyncio.Event,
+    outage: OutageLog,
+) -> None:
+    """Run a worker until ``stop``; start a new one whenever it ends without being asked to
+    (startup while the database is down, or an error nobody foresaw). A worker that ends has
+    let its running jobs finish first, so none is lost or run twice."""
+    backoff = Backoff(first=0.5)
+    while not stop.is_set():
+        worker = current[slot] = make()
+        started = time.monotonic()
         try:
-            async with asyncio.timeout(10):
-                await hub.wait_connected()
-        except TimeoutError:
-            # Cancels still arrive through the runs' own checks (WORKER_CANCEL_CHECK_SECONDS).
-            logger.warning("event hub not connected after 10 s; starting anyway")
-        workers = [
-            _worker(
-                real_app,
-                name=name,
-                queue=EXECUTIONS_QUEUE,
-                concurrency=concurrency,
-                polling=polling,
-            ),
-            _worker(real_app, name=name, queue=MAINTENANCE_QUEUE, concurrency=1, polling=polling),
-        ]
-        stop = asyncio.Event()
-        force = asyncio.Event()
-
-        received: set[int] = set()
-
-        def on_signal(signum: int) -> None:
-            # The same signal twice (Ctrl-C, Ctrl-C) forces the exit. Different ones do not:
-            # `make run` passes on a SIGTERM after the terminal's SIGINT reached us too.
-            if signum in received:
-                logger.warning("second signal: leaving the running jobs to other workers")
-                force.set()
+            # Nothing runs between the check above and here, so a signal cannot slip through
+            # (``Worker.run`` forgets a stop requested before it started).
+            await worker.run()
+        except Exception as exc:
+            if stop.is_set():
+                logger.warning("worker %s: error while stopping: %r", worker.worker_name, exc)
                 return
-            received.add(signum)
+            if database_unavailable(exc):
+                outage.failed(exc)
+            else:
+                logger.error(
+                    "worker %s failed; starting a new one", worker.worker_name, exc_info=exc
+                )
+        else:
             if stop.is_set():
                 return
-            logger.info("signal %s: finishing running jobs, taking no new ones", signum)
-            stop.set()
-            for worker in workers:
+            logger.error("worker %s stopped by itself; starting a new one", worker.worker_name)
+        if time.monotonic() - started > 60:
+            backoff.reset()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff.next_delay())
+
+
+async def serve(
+    real_app: App,
+    *,
+    name: str,
+    concurrency: int,
+    polling: float,
+    shutdown_timeout: float | None,
+    outage: OutageLog | None = None,
+) -> int:
+    """Run both workers until a signal; returns the process exit code."""
+    outage = outage or database_outage
+    await _open_pool(real_app, outage)
+    try:
+        return await _serve_open(
+            real_app,
+            name=name,
+            concurrency=concurrency,
+            polling=polling,
+            shutdown_timeout=shutdown_timeout,
+            outage=outage,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await real_app.connector.close_async()
+
+
+async def _serve_open(
+    real_app: App,
+    *,
+    name: str,
+    concurrency: int,
+    polling: float,
+    shutdown_timeout: float | None,
+    outage: OutageLog,
+) -> int:
+    hub = get_hub()
+    try:
+        async with asyncio.timeout(10):
+            await hub.wait_connected()
+    except TimeoutError:
+        # Cancels still arrive through the runs' own checks (WORKER_CANCEL_CHECK_SECONDS).
+        logger.warning("event hub not connected after 10 s; starting anyway")
+    current: list[ResilientWorker | None] = [None, None]
+    makers: list[Callable[[], ResilientWorker]] = [
+        lambda: _worker(
+            real_app,
+            name=name,
+            queue=EXECUTIONS_QUEUE,
+            concurrency=concurrency,
+            polling=polling,
+            outage=outage,
+            siblings=current,
+        ),
+        lambda: _worker(
+            real_app,
+            name=name,
+            queue=MAINTENANCE_QUEUE,
+            concurrency=1,
+            polling=polling,
+            outage=outage,
+            siblings=current,
+        ),
+    ]
+    stop = asyncio.Event()
+    force = asyncio.Event()
+
+    received: set[int] = set()
+
+    def on_signal(signum: int) -> None:
+        # The same signal twice (Ctrl-C, Ctrl-C) forces the exit. Different ones do not:
+        # `make run` passes on a SIGTERM after the terminal's SIGINT reached us too.
+        if signum in received:
+            logger.warning("second signal: leaving the running jobs to other workers")
+            force.set()
+            return
+        received.add(signum)
+        if stop.is_set():
+            return
+        logger.info("signal %s: finishing running jobs, taking no new ones", signum)
+        stop.set()
+        for worker in current:
+            if worker is not None:
                 worker.stop()
 
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
-        logger.info(
-            "worker %s: %d execution slot(s), polling every %.2fs", name, concurrency, polling
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    logger.info("worker %s: %d execution slot(s), polling every %.2fs", name, concurrency, polling)
+    running = asyncio.ensure_future(
+        asyncio.gather(
+            *(supervise(make, current, slot, stop, outage) for slot, make in enumerate(makers))
         )
-        running = asyncio.ensure_future(asyncio.gather(*(worker.run() for worker in workers)))
-        if await _wait_or_force(running, stop, force, shutdown_timeout):
-            await _stop_hub(hub)
-            running.result()  # a worker that died of an error fails the process
-            return 0
-        # Abandon the running jobs. Letting asyncio.run cancel them would store them as
-        # cancelled; instead deregister (their jobs lose their worker, so the next sweep on any
-        # worker restarts them) and leave at once, as a killed worker would.
-        for worker in workers:
-            if worker.worker_id is not None:
-                with contextlib.suppress(Exception):
-                    await real_app.job_manager.unregister_worker(worker.worker_id)
-        logger.warning("shutdown timeout: left the running jobs to other workers")
-        logging.shutdown()
-        os._exit(FORCED_EXIT)
+    )
+    if await _wait_or_force(running, stop, force, shutdown_timeout):
+        await _stop_hub(hub)
+        running.result()
+        return 0
+    # Abandon the running jobs. Letting asyncio.run cancel them would store them as
+    # cancelled; instead deregister (their jobs lose their worker, so the next sweep on any
+    # worker restarts them) and leave at once, as a killed worker would.
+    for worker in current:
+        if worker is not None and worker.worker_id is not None:
+            with contextlib.suppress(Exception):
+                await real_app.job_manager.unregister_worker(worker.worker_id)
+    logger.warning("shutdown timeout: left the running jobs to other workers")
+    logging.shutdown()
+    os._exit(FORCED_EXIT)
 
 
 async def _stop_hub(hub: Any) -> None:
