@@ -36,7 +36,6 @@ from typing import Any, cast
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents.core import DatabaseUnavailable, cancel_execution, follow_events, start_run
-from agents.core.outage import DATABASE_DOWN
 from agents.engine.events import now_iso
 from agents.selectors import execution_get
 from agents.ws_protocol import (
@@ -52,6 +51,7 @@ from agents.ws_protocol import (
     parse_request,
 )
 from agents.ws_transport import Follower, Outbox, Outgoing, Run, SlowConsumer, flow_control_for
+from config.database import database_unavailable
 from config.errors import DomainError
 from tenants.access import authorize_async
 from tenants.authentication import Authenticated
@@ -238,22 +238,20 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         except DomainError as exc:  # refused (unknown agent, bad body, ...): nothing started
             self._reply(error_message(exc.code, exc.message, request_id=args.request_id))
             return
-        except DATABASE_DOWN:
-            unavailable = error_message(
-                "database_unavailable",
-                "The service is briefly unavailable; nothing was started. Try again.",
-                request_id=args.request_id,
-            )
-            unavailable["retryable"] = True
-            self._reply(unavailable)
-            return
-        except Exception:
-            logger.exception("websocket execute failed")
-            self._reply(
-                error_message(
+        except Exception as exc:
+            if database_unavailable(exc):
+                failure = error_message(
+                    "database_unavailable",
+                    "The service is briefly unavailable; nothing was started. Try again.",
+                    request_id=args.request_id,
+                )
+                failure["retryable"] = True
+            else:
+                logger.exception("websocket execute failed")
+                failure = error_message(
                     "internal_error", "The execution could not start.", request_id=args.request_id
                 )
-            )
+            self._reply(failure)
             return
         run.handle = handle
         if self.closing:  # the socket closed while the run was being admitted

@@ -14,22 +14,15 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from django.db import InterfaceError, OperationalError
+from config.database import database_unavailable
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# What Django raises (wrapping psycopg) when the server is unreachable or the connection broke.
-DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
-
 
 class DatabaseUnavailable(Exception):
     """The database stayed unreachable past the caller's patience."""
-
-
-def is_database_down(exc: BaseException) -> bool:
-    return isinstance(exc, DATABASE_DOWN)
 
 
 async def retry_while_down(
@@ -50,7 +43,9 @@ async def retry_while_down(
     while True:
         try:
             result = await call()
-        except DATABASE_DOWN as exc:
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
             failures += 1
             if failures == 1:
                 logger.warning("database unavailable while %s (%s); retrying", what, exc)

@@ -378,10 +378,11 @@ class LiveProcess:
         return int(self.proc.returncode)
 
 
-@pytest.fixture
-def live_web(outage_site: OutageSite, tmp_path: Path) -> Iterator[LiveProcess]:
+@contextlib.contextmanager
+def web_process(site: OutageSite, logfile: Path, **env_overrides: str) -> Iterator[LiveProcess]:
+    """daphne serving ``config.asgi`` in a subprocess on the site's database (settings
+    overridden by ``env_overrides``); its log is printed at the end."""
     port = _free_port()
-    logfile = tmp_path / "web.log"
     with logfile.open("wb") as sink:
         proc = subprocess.Popen(
             [
@@ -395,7 +396,7 @@ def live_web(outage_site: OutageSite, tmp_path: Path) -> Iterator[LiveProcess]:
                 "config.asgi:application",
             ],
             cwd=ROOT,
-            env=outage_site.env(),
+            env=site.env(**env_overrides),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -415,6 +416,12 @@ def live_web(outage_site: OutageSite, tmp_path: Path) -> Iterator[LiveProcess]:
     finally:
         web.stop()
         print(f"--- web log (shown when the test failed) ---\n{web.story()}")
+
+
+@pytest.fixture
+def live_web(outage_site: OutageSite, tmp_path: Path) -> Iterator[LiveProcess]:
+    with web_process(outage_site, tmp_path / "web.log") as web:
+        yield web
 
 
 def _registered_workers(site: OutageSite) -> int:
