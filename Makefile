@@ -23,10 +23,11 @@ migrate: install
 seed: migrate
 	$(DEV_ENV) $(BIN)/python manage.py seed_demo --port $(PORT)
 
-# The web server in the foreground, a worker beside it; Ctrl-C stops both (the worker lets
-# running executions finish first; press Ctrl-C twice to leave them to the next worker).
+# The web server in the foreground, a worker beside it, started again if it ever dies
+# (platform/supervise.sh). Ctrl-C stops both: the worker lets running executions finish
+# first; press Ctrl-C twice to leave them to the next worker.
 run: seed
-	@$(DEV_ENV) $(BIN)/python manage.py worker & worker=$$!; \
+	@$(DEV_ENV) sh platform/supervise.sh $(BIN)/python manage.py worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
