@@ -199,7 +199,11 @@ class ResilientWorker(Worker):
         siblings: list[ResilientWorker | None] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, worker_middleware=[_note_database_errors], **kwargs)
+        kwargs["worker_middleware"] = [
+            _note_database_errors,
+            *(kwargs.get("worker_middleware") or []),
+        ]
+        super().__init__(*args, **kwargs)
         self._outage = outage
         # The workers of this process (this one included): after an outage all of them beat
         # before this one fetches, so that a sweep run here never takes them for dead.
