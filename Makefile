@@ -4,8 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-# Development defaults for `make run` only; production reads real values from the environment.
-DEV_ENV := DEBUG=1
 
 .PHONY: install run serve worker migrate seed test lint typecheck format fakellm clean browser
 
@@ -15,24 +13,31 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# Development settings with secrets of this checkout (DEBUG=1, SECRET_KEY ...), which
+# manage.py reads: every documented `python manage.py ...` command works after `make run`.
+# Git-ignored, never overwritten (delete it for new secrets), never read by tests.
+.env: | $(VENV)/.installed
+	$(BIN)/python platform/dev_env.py
+
+install: $(VENV)/.installed .env
 
 migrate: install
-	$(DEV_ENV) $(BIN)/python manage.py migrate_schemas --verbosity 0
+	$(BIN)/python manage.py migrate_schemas --verbosity 0
 
 seed: migrate
-	$(DEV_ENV) $(BIN)/python manage.py seed_demo --port $(PORT)
+	$(BIN)/python manage.py seed_demo --port $(PORT)
 
-# The web server in the foreground, a worker beside it; Ctrl-C stops both (the worker lets
-# running executions finish first; press Ctrl-C twice to leave them to the next worker).
+# The web server in the foreground, a worker beside it, started again if it ever dies
+# (platform/supervise.sh). Ctrl-C stops both: the worker lets running executions finish
+# first; press Ctrl-C twice to leave them to the next worker.
 run: seed
-	@$(DEV_ENV) $(BIN)/python manage.py worker & worker=$$!; \
+	@sh platform/supervise.sh $(BIN)/python manage.py worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
-	$(DEV_ENV) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # A worker alone (background executions, sweeper); run as many as you like, on any machine.
 worker: migrate
-	$(DEV_ENV) $(BIN)/python manage.py worker
+	$(BIN)/python manage.py worker
 
 lint: install
 	$(BIN)/ruff check .

@@ -27,6 +27,7 @@ from agents.core.claim import Claim, claim_stored
 from agents.core.hub import get_hub
 from agents.core.idempotency import idempotency_purge
 from agents.core.run import run_claimed
+from config.database import database_outage, database_unavailable
 from tenants.context import in_schema
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,19 @@ class TenantAtCapacity(Exception):
 
 
 class CapRetry(BaseRetryStrategy):
-    """Retry capped jobs only, after a jittered pause; the job keeps its id and priority, so
-    it keeps its place in the queue. Any other error fails the job (runs store their own
-    errors; a crash mid-run is the sweeper's business)."""
+    """Retry, after a jittered pause, jobs held back by their tenant's cap and jobs that met an
+    unreachable database (before their run was claimed: a claimed run stores its own end, and
+    a retried job finds nothing to run); the job keeps its id and priority, so it keeps its
+    place in the queue. Any other error fails the job (runs store their own errors; a crash
+    mid-run is the sweeper's business)."""
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
-        if not isinstance(exception, TenantAtCapacity):
+        if isinstance(exception, TenantAtCapacity):
+            delay = settings.TENANT_CAP_RETRY_SECONDS * random.uniform(0.8, 1.2)
+        elif database_unavailable(exception):
+            delay = settings.DATABASE_RETRY_AFTER_SECONDS * random.uniform(0.5, 1.0)
+        else:
             return None
-        delay = settings.TENANT_CAP_RETRY_SECONDS * random.uniform(0.8, 1.2)
         # What retry_in computes, written out: procrastinate types retry_in's values as int,
         # and the pause is a float.
         return RetryDecision(retry_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
@@ -102,11 +108,22 @@ async def _retry_job(job_id: int) -> None:
     await app.job_manager.retry_job_by_id_async(job_id=job_id, retry_at=dt.datetime.now(dt.UTC))
 
 
+def heartbeats_trustworthy() -> bool:
+    """False for a while after this process saw the database go away: nobody could beat
+    meanwhile, so every heartbeat looks stale, and a sweep now would restart runs that are
+    still alive. Live workers beat again within a heartbeat of the database coming back."""
+    if database_outage.count == 0:
+        return True
+    return database_outage.steady_for() >= settings.WORKER_STALLED_AFTER_SECONDS
+
+
 async def recover_stalled_jobs() -> dict[str, int]:
     """Jobs left ``doing`` by a worker without a heartbeat for WORKER_STALLED_AFTER_SECONDS
     (killed, frozen, cut off): restart, requeue or fail their executions, then retry or close
     the jobs. Returns counts per outcome."""
     counts: dict[str, int] = {}
+    if not heartbeats_trustworthy():
+        return counts
     stalled = await app.job_manager.get_stalled_jobs(
         queue=queue.EXECUTIONS_QUEUE,
         task_name=queue.RUN_TASK,
@@ -144,6 +161,8 @@ async def recover_orphaned_executions() -> dict[str, int]:
     waiting job (the job was lost or never written), or a foreground run that has outlived
     any allowed timeout. Returns counts per outcome."""
     counts: dict[str, int] = {}
+    if not heartbeats_trustworthy():
+        return counts
     suspects = await sync_to_async(recovery.suspect_executions)(
         settings.WORKER_STALLED_AFTER_SECONDS
     )

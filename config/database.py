@@ -15,10 +15,13 @@ PostgreSQL is required in every case: tenants live in schemas.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +90,11 @@ def _local_server_answers(name: str) -> bool:
 
 def _embedded(data_dir: Path, name: str) -> dict[str, Any]:
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns at import, in every process, when XDG_RUNTIME_DIR is unset
+            # (root, containers); pgserver then uses /tmp/runtime-<uid>, which is fine.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError as exc:  # wheels exist for CPython 3.9-3.12 on x86-64 only
         raise ImproperlyConfigured(
             "No DATABASE_URL, no PostgreSQL on localhost:5432, and the embedded server (pgserver) "
@@ -96,6 +103,7 @@ def _embedded(data_dir: Path, name: str) -> dict[str, Any]:
     data_dir.mkdir(parents=True, exist_ok=True)
     # "stop": the server stops when the last process that started or joined it exits.
     server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    _stop_quietly_at_exit(server)
     socket_dir = dict(parse_qsl(urlsplit(server.get_uri()).query))["host"]
     _ensure_database(name, host=socket_dir)
     return {
@@ -106,6 +114,68 @@ def _embedded(data_dir: Path, name: str) -> dict[str, Any]:
         "PORT": "",
         "OPTIONS": {},
     }
+
+
+_quiet_exits: set[int] = set()
+
+
+def _stop_quietly_at_exit(server: Any) -> None:
+    """Replace pgserver's exit hook (every process that uses the embedded server has one; the
+    last process to exit stops the server) with one that cannot make noise or leak it:
+
+    - ``make run``'s processes (web server, its reloader, the worker) all get Ctrl-C at once;
+      a second Ctrl-C during the exit hook interrupted ``pg_ctl stop`` (same process group)
+      and raised KeyboardInterrupt inside the hook, which Python prints as a traceback. The
+      hook now ignores SIGINT while it runs, and reports a failure in one log line;
+    - a process that exits without running exit hooks (killed, or a worker's forced exit)
+      stayed in pgserver's list of users forever, so no later process ever stopped the
+      server: dead processes are dropped from the list first;
+    - this process's own pooled connections are closed before the server stops, so that
+      they are not cut from under its pool (which warned about each).
+    """
+    if id(server) in _quiet_exits:
+        return
+    _quiet_exits.add(id(server))
+    cleanup = server._cleanup
+    atexit.unregister(cleanup)
+
+    def stop_if_last() -> None:
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+        try:
+            _close_own_pool()
+            with server._lock:
+                users = server.global_process_id_list
+                users.put([pid for pid in users.get() if _process_alive(pid)])
+            cleanup()
+        except Exception as exc:  # at exit: one line, never a traceback
+            logging.getLogger(__name__).warning("embedded PostgreSQL not stopped: %s", exc)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    atexit.register(stop_if_last)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _close_own_pool() -> None:
+    try:
+        from django.db import connections
+
+        close_pool = getattr(connections["default"], "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+    except Exception:  # Django not configured, no pool: nothing of ours is connected
+        return
 
 
 def resolve_database(*, base_dir: Path, default_name: str) -> ResolvedDatabase:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -96,12 +97,18 @@ class EventHub:
         import psycopg
 
         delay = 0.1
+        lost_at: float | None = None  # when the connection was lost (logged once per outage)
         while not stop.is_set() and not loop.is_closed():
             try:
                 with psycopg.connect(**conninfo()) as conn:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     loop.call_soon_threadsafe(self._on_connected)
+                    if lost_at is not None:
+                        logger.warning(
+                            "event hub listening again after %.1fs", time.monotonic() - lost_at
+                        )
+                        lost_at = None
                     delay = 0.1
                     while not stop.is_set() and not loop.is_closed():
                         for notify in conn.notifies(timeout=LISTEN_POLL_SECONDS):
@@ -117,9 +124,11 @@ class EventHub:
                     return
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(self._connected.clear)
-                logger.warning(
-                    "event hub lost its LISTEN connection (%s); retrying in %.1fs", exc, delay
-                )
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    logger.warning(
+                        "event hub lost its LISTEN connection (%s); retrying with backoff", exc
+                    )
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 

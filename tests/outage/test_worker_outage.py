@@ -233,3 +233,37 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
         assert worker.alive()
     finally:
         assert worker.stop() == 0, worker.story()
+
+
+def test_a_worker_pruned_during_an_outage_registers_again_and_keeps_its_runs(
+    outage_site: OutageSite, live_web: LiveProcess, live_worker: Any, fake_llm: Any
+) -> None:
+    """Another worker that starts while this one's heartbeat is stale deletes its row
+    ("prunes" it), which also strips its running jobs of their worker id. The worker notices
+    at its next heartbeat (procrastinate's own heartbeat updated nothing, silently, and its
+    next job fetch broke a foreign key and stopped it), registers again and gives its running
+    job the new id. Whether a sweep got to that job first is the sweeper's business (see
+    test_runs_during_outage.py)."""
+    worker = live_worker(WORKER_STALLED_AFTER_SECONDS=STALLED_AFTER_SECONDS)
+    fake_llm.script(outage_site.llm_key, {"reply": "x " * 20, "chunks": 20, "chunk_delay": 0.25})
+    with httpx.Client(base_url=live_web.url, timeout=30) as client:
+        execution_id = accept_background(client, outage_site, "pruned")
+        wait_until(
+            lambda: execution(client, outage_site, execution_id).get("status") == "running",
+            15,
+            "run started",
+        )
+        # What pruning does: the rows go, the running job loses its worker id.
+        outage_site.cluster.query("DELETE FROM procrastinate_workers")
+        wait_until(
+            lambda: (
+                outage_site.cluster.query("SELECT count(*) FROM procrastinate_workers")[0][0] == 2
+            ),
+            15,
+            "registered again",
+        )
+        wait_terminal(client, outage_site, execution_id, 30)
+    assert worker.alive()
+    story = worker.story()
+    assert "registered again" in story and "with its 1 running job(s)" in story, story
+    assert "starting a new one" not in story, story

@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
@@ -184,9 +185,10 @@ class ResilientWorker(Worker):
       failed on one);
     - hands back to the queue any job the database gave it whose answer was lost with the
       connection (``doing`` under its id, yet not running here);
-    - beats at once, so that no sweeper takes it for dead a moment longer than needed, and
-      registers again if another worker starting meanwhile pruned it for a stale heartbeat
-      (its running jobs get the new id back, unless the sweeper has already taken them).
+    - beats at once, so that no sweeper takes it for dead a moment longer than needed.
+    And at every beat, if another worker starting meanwhile pruned it for a stale heartbeat
+    (deleted its row), it registers again and gives its running jobs the new id (pruning left
+    them without one, which a sweeper reads as lost), unless a sweeper has taken them already.
     """
 
     def __init__(
@@ -196,16 +198,21 @@ class ResilientWorker(Worker):
         siblings: list[ResilientWorker | None] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(worker_middleware=[_note_database_errors], **kwargs)
+        kwargs["worker_middleware"] = [
+            _note_database_errors,
+            *(kwargs.get("worker_middleware") or []),
+        ]
+        super().__init__(**kwargs)
         self._outage = outage
         # The workers of this process (this one included): after an outage all of them beat
         # before this one fetches, so that a sweep run here never takes them for dead.
         self._siblings = siblings if siblings is not None else [self]
         self._fetch_backoff = Backoff()
-        # Outages (OutageLog.count) this worker has cleaned up after / checked its
-        # registration after.
+        # Its own heartbeat loop and a sibling's recovery may beat at once: one at a time, or
+        # both could find it pruned and register it twice.
+        self._beat_lock = asyncio.Lock()
+        # Outages (OutageLog.count) this worker has cleaned up after.
         self._outages_handled = outage.count
-        self._registration_checked = outage.count
 
     # ---- outage bookkeeping ----
 
@@ -233,6 +240,10 @@ class ResilientWorker(Worker):
             # ignore: procrastinate leaves this internal untyped (excluded, but not via super)
             await super()._fetch_and_process_jobs()  # type: ignore[no-untyped-call]
         except Exception as exc:
+            if _names_a_missing_worker(exc):
+                # Pruned: its id is gone, so fetching under it breaks a foreign key.
+                await self._beat()
+                return
             if not database_unavailable(exc):
                 raise
             await self.lost_database(exc)
@@ -295,21 +306,20 @@ class ResilientWorker(Worker):
                 delay = self.update_heartbeat_interval
 
     async def _beat(self) -> None:
-        assert self.worker_id is not None
-        await self.app.job_manager.update_heartbeat(self.worker_id)
-        if self._registration_checked != self._outage.count:
-            seen = self._outage.count
-            await self._register_again_if_pruned()
-            self._registration_checked = seen
+        """Write the heartbeat; if the row is gone, register again (see the class docstring).
+        procrastinate's own heartbeat updates nothing, silently, once the row is gone."""
+        async with self._beat_lock:
+            assert self.worker_id is not None
+            beaten = await self.app.connector.execute_query_all_async(
+                "UPDATE procrastinate_workers SET last_heartbeat = now() "
+                "WHERE id = %(worker_id)s RETURNING id",
+                worker_id=self.worker_id,
+            )
+            if not beaten:
+                await self._register_again()
 
-    async def _register_again_if_pruned(self) -> None:
+    async def _register_again(self) -> None:
         connector = self.app.connector
-        found = await connector.execute_query_all_async(
-            "SELECT 1 FROM procrastinate_workers WHERE id = %(worker_id)s",
-            worker_id=self.worker_id,
-        )
-        if found:
-            return
         lost_id = self.worker_id
         self.worker_id = await self.app.job_manager.register_worker()
         running = [c.job.id for c in self._running_jobs.values() if c.job.id is not None]
@@ -322,7 +332,8 @@ class ResilientWorker(Worker):
                 job_ids=running,
             )
         logger.warning(
-            "worker %s had been pruned during the outage: registered again as %s (%d running job(s))",
+            "worker %s had been pruned (heartbeat stale during an outage): registered again as "
+            "%s, with its %d running job(s)",
             lost_id,
             self.worker_id,
             len(running),
@@ -418,6 +429,11 @@ class ResilientWorker(Worker):
             logger.warning(
                 "worker %s stopped without deregistering: database unreachable", self.worker_id
             )
+
+
+def _names_a_missing_worker(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, psycopg.errors.ForeignKeyViolation) and "worker_id" in str(cause)
 
 
 async def _note_database_errors(
