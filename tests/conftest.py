@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -229,13 +229,50 @@ class LiveServer:
     port: int
 
 
+def spawn_daphne(
+    env: dict[str, str], log: IO[bytes], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """daphne serving ``config.asgi`` on a free local port with ``env``, its output into
+    ``log``; returns (process, base URL) once ``/healthz`` answers (RuntimeError otherwise)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(
+                f"daphne did not start: {log_path.read_text(errors='replace')[-2000:]}"
+            )
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
     """The real ASGI app under daphne, in another process, on the test database."""
     from django.db import connection
 
     db = connection.settings_dict
-    port = _free_port()
     env = dict(os.environ)
     env.update(
         {
@@ -254,36 +291,8 @@ def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
     # The server's log goes to a file: a pipe nobody reads fills up (64 KiB) and then blocks
     # the server on its next log line.
     log = tempfile.NamedTemporaryFile(prefix="live-server-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(
-                f"daphne did not start: {Path(log.name).read_text(errors='replace')[-2000:]}"
-            )
-        time.sleep(0.2)
+    proc, url = spawn_daphne(env, log, Path(log.name))
+    port = int(url.rsplit(":", 1)[1])
     try:
         yield LiveServer(url, port)
     finally:

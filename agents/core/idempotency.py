@@ -118,26 +118,34 @@ def _prior(record: IdempotencyRecord) -> Prior:
     raise IdempotencyInProgress()
 
 
+def _insert(key: IdempotencyKey, **answer: Any) -> bool:
+    """Store the key with what it produced (``execution_id``, or a refusal's ``status_code`` and
+    ``response_body``); False when the key is already taken (a savepoint keeps the caller's
+    transaction usable)."""
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(
+                scope=key.scope,
+                key=key.key,
+                fingerprint=key.fingerprint,
+                method="RUN",
+                path="",
+                state=IdempotencyState.COMPLETED,
+                completed_at=timezone.now(),
+                **answer,
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
 def reserve(key: IdempotencyKey, *, execution_id: str) -> Prior | None:
     """Claim ``key`` for the execution about to be created (inside the caller's transaction).
     None: the key is ours. Otherwise what it already produced; ``IdempotencyKeyReused`` (409)
     when it was used for another request."""
     for _ in range(3):
-        try:
-            with transaction.atomic():
-                IdempotencyRecord.objects.create(
-                    scope=key.scope,
-                    key=key.key,
-                    fingerprint=key.fingerprint,
-                    method="RUN",
-                    path="",
-                    state=IdempotencyState.COMPLETED,
-                    execution_id=execution_id,
-                    completed_at=timezone.now(),
-                )
+        if _insert(key, execution_id=execution_id):
             return None
-        except IntegrityError:
-            pass
         record = IdempotencyRecord.objects.filter(scope=key.scope, key=key.key).first()
         if record is None:
             continue  # deleted between our INSERT and SELECT (expired): try again
@@ -168,22 +176,8 @@ def record_refusal(key: IdempotencyKey, error: DomainError) -> None:
     When the key already holds an answer, raise that instead (a replay, or 409 for a key used
     with another request)."""
     body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(
-                scope=key.scope,
-                key=key.key,
-                fingerprint=key.fingerprint,
-                method="RUN",
-                path="",
-                state=IdempotencyState.COMPLETED,
-                status_code=error.status,
-                response_body=body,
-                completed_at=timezone.now(),
-            )
+    if _insert(key, status_code=error.status, response_body=body):
         return
-    except IntegrityError:
-        pass
     record = IdempotencyRecord.objects.filter(scope=key.scope, key=key.key).first()
     if record is None or record.created_at < timezone.now() - ttl():
         return  # expired meanwhile: nothing to replay, the refusal stands

@@ -20,22 +20,13 @@ from django_tenants.utils import schema_context
 from agents.providers.base import RETRYABLE_KINDS
 from tests.agents.conftest import make_agent, make_credential
 from tests.api.conftest import auth, sse_events
+from tests.engine.test_resilience import CHAOS as ENGINE_CHAOS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RUNS = 100
-CHAOS = {
-    "seed": 7,
-    "rates": {
-        "429": 0.10,
-        "500": 0.10,
-        "503": 0.10,
-        "disconnect": 0.05,
-        "truncate": 0.05,
-        "malformed": 0.05,
-    },
-    "retry_after": 0.02,
-}
+# The fault rates of the engine's resilience test, drawn from another seed.
+CHAOS = {**ENGINE_CHAOS, "seed": 7}
 
 
 def _flaky_agent(persona: Any, fake_llm: Any, key: str) -> str:

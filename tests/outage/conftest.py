@@ -63,22 +63,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, spawn_daphne
 
-# Short enough for tests; production defaults are in config/settings.py.
-FAST_WORKER_ENV = {
-    "WORKER_HEARTBEAT_SECONDS": "0.5",
-    "WORKER_STALLED_AFTER_SECONDS": "2",
-    "WORKER_SWEEP_SECONDS": "1",
-    "WORKER_POLLING_INTERVAL_SECONDS": "0.2",
-    "WORKER_CANCEL_CHECK_SECONDS": "0.5",
-    "WORKER_CONCURRENCY": "4",
-    "TENANT_MAX_CONCURRENT_EXECUTIONS": "0",
-}
+# Short heartbeat and sweep periods: the worker tests' (production defaults: config/settings.py).
+from tests.worker.conftest import FAST_WORKER_ENV
 
 DATABASE = "outage"
 
@@ -382,36 +373,10 @@ class LiveProcess:
 def web_process(site: OutageSite, logfile: Path, **env_overrides: str) -> Iterator[LiveProcess]:
     """daphne serving ``config.asgi`` in a subprocess on the site's database (settings
     overridden by ``env_overrides``); its log is printed at the end."""
-    port = _free_port()
     with logfile.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "config.asgi:application",
-            ],
-            cwd=ROOT,
-            env=site.env(**env_overrides),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    web = LiveProcess(proc, logfile, f"http://127.0.0.1:{port}")
-
-    def answers() -> bool:
-        if not web.alive():
-            raise AssertionError(f"daphne exited:\n{web.log()}")
-        try:
-            return httpx.get(f"{web.url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
+        proc, url = spawn_daphne(site.env(**env_overrides), sink, logfile)
+    web = LiveProcess(proc, logfile, url)
     try:
-        wait_until(answers, 30, "daphne answering /healthz")
         yield web
     finally:
         web.stop()
