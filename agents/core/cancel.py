@@ -21,6 +21,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from agents.core import queue
+from agents.core.hooks import run_ended
 from agents.core.hub import CANCEL_CHANNEL
 from agents.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionStatus
 from tenants.audit.services import audit_record
@@ -59,10 +60,11 @@ def end_unstarted(
         if kind == "cancelled":
             data = {"reason": message, "code": code}
         append_event(execution.pk, kind, data)
-    execution.status = status
-    execution.completed_at = now
-    execution.error_code = code
-    execution.error_message = message
+        execution.status = status
+        execution.completed_at = now
+        execution.error_code = code
+        execution.error_message = message
+        run_ended(execution)
     return True
 
 
@@ -73,21 +75,24 @@ def end_running(execution_id: str, *, code: str, message: str) -> bool:
         execution = (
             Execution.objects.select_for_update()
             .filter(pk=execution_id, status=ExecutionStatus.RUNNING)
-            .only("started_at")
             .first()
         )
         if execution is None:
             return False
         now = timezone.now()
         started = execution.started_at or now
+        ended = {
+            "status": ExecutionStatus.FAILED,
+            "error_code": code,
+            "error_message": message,
+            "completed_at": now,
+            "duration_ms": max(int((now - started) / dt.timedelta(milliseconds=1)), 0),
+        }
         append_event(execution_id, "error", {"code": code, "message": message})
-        Execution.objects.filter(pk=execution_id).update(
-            status=ExecutionStatus.FAILED,
-            error_code=code,
-            error_message=message,
-            completed_at=now,
-            duration_ms=max(int((now - started) / dt.timedelta(milliseconds=1)), 0),
-        )
+        Execution.objects.filter(pk=execution_id).update(**ended)
+        for name, value in ended.items():
+            setattr(execution, name, value)
+        run_ended(execution)
     return True
 
 

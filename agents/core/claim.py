@@ -62,6 +62,7 @@ def request_of(execution: Execution) -> RunRequest:
         input_mapping=options.get("input_mapping"),
         output_mapping=options.get("output_mapping"),
         mode="background",
+        notify=options.get("notify"),
     )
 
 

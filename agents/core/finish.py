@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.core.event_log import EventLog
+from agents.core.hooks import run_ended
 from agents.core.hub import get_hub
 from agents.core.outage import DatabaseUnavailable, retry_while_down
 from agents.engine import AttemptRecord, ExecutionResult
@@ -82,6 +83,7 @@ def store_terminal(
                 ExecutionEvent.objects.bulk_create(rows)
             for name, value in fields.items():
                 setattr(execution, name, value)
+            run_ended(execution)
             return execution
     logger.warning(
         "execution %s had already ended or moved on; this result is dropped", execution.pk

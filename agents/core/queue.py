@@ -23,7 +23,11 @@ from collections.abc import Iterable
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django_tenants.utils import schema_context
+from procrastinate import tasks
 from procrastinate.contrib.django import app
+from procrastinate.contrib.django.django_connector import DjangoConnector
+from procrastinate.manager import JobManager
+from procrastinate.types import TimeDeltaParams
 
 from agents.models import Execution, ExecutionStatus
 from tenants.context import MissingTenant, require_tenant_schema, run_in_schema
@@ -32,6 +36,34 @@ EXECUTIONS_QUEUE = "executions"
 MAINTENANCE_QUEUE = "maintenance"
 RUN_TASK = "agents.run_execution"
 ACTIVE_JOB_STATES = ("todo", "doing")
+
+
+# Jobs deferred from sync code go through Django's own connection, in web processes and workers
+# alike: they join the caller's transaction (a rolled-back write leaves no job, a committed one
+# always has its job). The app's connector is the worker's own pool inside a worker.
+_in_transaction = JobManager(DjangoConnector())
+
+
+def defer(
+    task_name: str,
+    *,
+    queue: str,
+    priority: int = 0,
+    schedule_in_seconds: float | None = None,
+    **task_kwargs: str | int,
+) -> int:
+    """Defer a job of ``task_name`` in the caller's transaction (sync). Returns its id."""
+    delay: TimeDeltaParams | None = None
+    if schedule_in_seconds is not None and schedule_in_seconds > 0:
+        delay = {"milliseconds": int(schedule_in_seconds * 1000)}
+    deferrer = tasks.configure_task(
+        name=task_name,
+        job_manager=_in_transaction,
+        queue=queue,
+        priority=priority,
+        schedule_in=delay,
+    )
+    return int(deferrer.defer(**task_kwargs))
 
 
 def job_args(schema_name: str, execution_id: str) -> str:
@@ -107,8 +139,12 @@ def enqueue(*, schema_name: str, execution_id: str) -> int:
     a rolled-back request leaves no job. Refuses a missing or unknown tenant schema."""
     require_live_tenant(schema_name)
     priority = enqueue_priority(schema_name, execution_id)
-    return app.configure_task(RUN_TASK, queue=EXECUTIONS_QUEUE, priority=priority).defer(
-        schema_name=schema_name, execution_id=execution_id
+    return defer(
+        RUN_TASK,
+        queue=EXECUTIONS_QUEUE,
+        priority=priority,
+        schema_name=schema_name,
+        execution_id=execution_id,
     )
 
 

@@ -64,6 +64,9 @@ class RunRequest:
     # "blocking" unless the body asks for "background"; a streaming transport sets "streamed".
     mode: RunMode = "blocking"
     on_disconnect: OnDisconnect | None = None
+    # Set by the platform only (never parsed from a body): the end hook to call when the run
+    # ends (agents.core.hooks), e.g. the workflow bridge applying a state agent's result.
+    notify: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The per-call options stored with the execution, so that any worker can run it."""
@@ -74,6 +77,7 @@ class RunRequest:
                 "retry": self.retry,
                 "input_mapping": self.input_mapping,
                 "output_mapping": self.output_mapping,
+                "notify": self.notify,
             }.items()
             if value is not None
         }

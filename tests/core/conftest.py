@@ -1,3 +1,4 @@
-"""The core's end-to-end tests use the WebSocket and HTTP fixtures of their own packages."""
+"""The core's tests use fixtures of the packages whose interfaces they go through."""
 
-from tests.ws.conftest import ws  # noqa: F401  (a fixture, re-exported for these tests)
+from tests.agents.conftest import in_alpha  # noqa: F401  (fixtures, re-exported for these tests)
+from tests.ws.conftest import ws  # noqa: F401
