@@ -1,0 +1,44 @@
+"""The Petri-net semantics of workflows, in plain Python.
+
+Nets and markings (:mod:`.model`), firing (:mod:`.firing`), analysis before anything runs
+(:mod:`.analysis`), the conditions that guard transitions (:mod:`.rules`), how activity data
+changes a resource (:mod:`.merge`) and a drawing (:mod:`.draw`). Nothing here imports Django,
+a web framework, an HTTP client or the rest of the platform (a test walks the imports): the
+Django app around it stores nets and resources and calls these functions, so the semantics
+can be tested, and reasoned about, without a database.
+"""
+
+from __future__ import annotations
+
+from .firing import NotEnabled, Shortfall, Verdict, can_fire, enabled, fire
+from .model import (
+    Activity,
+    Arc,
+    Marking,
+    Net,
+    NetError,
+    Transition,
+    activity_of,
+    is_valid_id,
+    state_machine,
+    transition_for,
+)
+
+__all__ = [
+    "Activity",
+    "Arc",
+    "Marking",
+    "Net",
+    "NetError",
+    "NotEnabled",
+    "Shortfall",
+    "Transition",
+    "Verdict",
+    "activity_of",
+    "can_fire",
+    "enabled",
+    "fire",
+    "is_valid_id",
+    "state_machine",
+    "transition_for",
+]
