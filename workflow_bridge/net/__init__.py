@@ -10,6 +10,7 @@ can be tested, and reasoned about, without a database.
 
 from __future__ import annotations
 
+from .analysis import DEFAULT_MAX_MARKINGS, Analysis, AnalysisDict, Deadlock, analyze
 from .firing import NotEnabled, Shortfall, Verdict, can_fire, enabled, fire
 from .model import (
     Activity,
@@ -25,8 +26,12 @@ from .model import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_MARKINGS",
     "Activity",
+    "Analysis",
+    "AnalysisDict",
     "Arc",
+    "Deadlock",
     "Marking",
     "Net",
     "NetError",
@@ -35,6 +40,7 @@ __all__ = [
     "Transition",
     "Verdict",
     "activity_of",
+    "analyze",
     "can_fire",
     "enabled",
     "fire",
