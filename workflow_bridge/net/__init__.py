@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .analysis import DEFAULT_MAX_MARKINGS, Analysis, AnalysisDict, Deadlock, analyze
 from .firing import NotEnabled, Shortfall, Verdict, can_fire, enabled, fire
+from .merge import merge_patch
 from .model import (
     Activity,
     Arc,
@@ -91,6 +92,7 @@ __all__ = [
     "explain",
     "fire",
     "is_valid_id",
+    "merge_patch",
     "parse_condition",
     "parse_rule",
     "state_machine",
