@@ -10,13 +10,7 @@ can be tested, and reasoned about, without a database.
 
 from __future__ import annotations
 
-from .analysis import (
-    DEFAULT_MAX_MARKINGS,
-    Analysis,
-    AnalysisDict,
-    Deadlock,
-    analyze,
-)
+from .analysis import DEFAULT_MAX_MARKINGS, Analysis, AnalysisDict, Deadlock, analyze
 from .draw import to_svg
 from .firing import NotEnabled, Shortfall, Verdict, can_fire, enabled, fire
 from .merge import merge_patch
