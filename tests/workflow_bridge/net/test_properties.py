@@ -1,7 +1,8 @@
 """Properties that hold for every net: random small nets, random firing sequences.
 
 Examples are few and deadlines off so the module stays fast and steady on a loaded CI
-machine; ``database=None`` keeps hypothesis from writing a ``.hypothesis`` directory.
+machine; ``database=None``: no example database is kept between runs (a failure prints the
+seed that reproduces it).
 """
 
 from __future__ import annotations

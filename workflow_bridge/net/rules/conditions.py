@@ -1,32 +1,13 @@
-"""Conditions on a resource, written by tenants as JSON trees and evaluated with explanations.
+"""The conditions, how each one evaluates, and why it passed or failed.
 
-A condition reads fields of a *view* ``{"data": …, "metadata": …}`` by dot path
-(``data.order.total``, ``metadata.priority``, ``data.items.0.sku`` where a number indexes an
-array). Three decisions make rules safe to trust:
-
-* **Parsing is strict.** :func:`parse_condition` refuses an unknown ``type`` (naming the known
-  ones), unknown or missing keys, values of the wrong kind, and paths outside the view. The
-  original system let an unknown named condition *pass*, which turned every typo into an
-  open gate; here it is an error before the rule is ever stored.
-* **Absence is false, never an error.** A comparison on a field that is not there fails, and
-  the explanation says which part of the path was missing; so does comparing values JSON
-  can not order (a string with a number). ``FieldExists`` is how a rule asks about presence.
-* **Regular expressions are time-bounded.** ``Matches`` runs through the ``regex`` package
-  (Python ``re`` syntax, lookarounds and backreferences included) with a time budget shared by
-  the whole evaluation; a pattern that backtracks past it raises :class:`PatternTimeout`
-  instead of holding the worker. It raises rather than failing the condition because a
-  ``Not`` around it would turn the runaway pattern into a pass.
-
-Every condition is evaluated, also after the outcome of an ``And`` or ``Or`` is known, so the
-explanation shows all that failed, and an evaluation does not depend on the order of
-children.
+See the package docstring for the policy: absent fields and incomparable values fail with
+an explanation, runaway patterns raise :class:`PatternTimeout`, every child is evaluated.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,39 +15,14 @@ from typing import Any, TypeAlias, cast
 
 import regex
 
-from .model import is_valid_id
-from .values import JSONValue, is_number, json_equal, json_kind, json_problem, show
+from ..values import JSONValue, is_number, json_equal, json_kind, json_problem, show
+from .errors import PatternTimeout, RuleError
+from .paths import Lookup, check_path, lookup
 
-# The roots of the view a condition reads; a path must start with one of them.
-VIEW_ROOTS = ("data", "metadata")
 # Wall-clock seconds all the regular expressions of one evaluation may take together. Real
 # patterns on real values take microseconds; the budget only has to stop runaway ones.
 REGEX_BUDGET_SECONDS = 0.25
 MAX_PATTERN_LENGTH = 1_000
-MAX_PATH_LENGTH = 500
-MAX_PATH_SEGMENTS = 32
-MAX_CONDITION_DEPTH = 32
-MAX_CONDITION_NODES = 500
-
-_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
-
-
-class RuleError(ValueError):
-    """A condition or rule is unusable; the message says where (``condition.conditions[1]``)
-    and what is wrong."""
-
-
-class PatternTimeout(RuleError):
-    """A ``Matches`` pattern ran past the evaluation's time budget (catastrophic
-    backtracking). Raised from :func:`evaluate`: the rule is broken, not the resource."""
-
-    def __init__(self, pattern: str, seconds: float) -> None:
-        super().__init__(
-            f"the pattern {pattern!r} did not finish within {seconds:g} s "
-            "(catastrophic backtracking); simplify the pattern"
-        )
-        self.pattern = pattern
-        self.seconds = seconds
 
 
 @dataclass(frozen=True)
@@ -78,65 +34,14 @@ class RuleResult:
     children: tuple[RuleResult, ...] = ()
 
 
-# ---- paths ------------------------------------------------------------------------------------
-
-
-def _check_path(path: object) -> str:
-    if not isinstance(path, str) or not path:
-        raise RuleError(f"field must be a non-empty dot path, got {path!r}")
-    if len(path) > MAX_PATH_LENGTH:
-        raise RuleError(f"field {show(path)} is longer than {MAX_PATH_LENGTH} characters")
-    segments = path.split(".")
-    if len(segments) > MAX_PATH_SEGMENTS:
-        raise RuleError(f"field {path!r} has more than {MAX_PATH_SEGMENTS} parts")
-    if any(not segment for segment in segments):
-        raise RuleError(f"field {path!r} has an empty part (two dots, or a leading/trailing dot)")
-    if segments[0] not in VIEW_ROOTS:
-        roots = " or ".join(f"'{root}.'" for root in VIEW_ROOTS)
-        raise RuleError(f"field {path!r} must start with {roots} (e.g. 'data.order.total')")
-    return path
-
-
-@dataclass(frozen=True)
-class _Lookup:
-    present: bool
-    value: Any = None
-    why_absent: str = ""
-
-
-def _lookup(view: Mapping[str, Any], path: str) -> _Lookup:
-    current: Any = view
-    walked: list[str] = []
-    for segment in path.split("."):
-        where = ".".join(walked) or "the view"
-        if isinstance(current, Mapping):
-            if segment not in current:
-                return _Lookup(False, why_absent=f"{where} has no key {segment!r}")
-            current = current[segment]
-        elif isinstance(current, list | tuple):
-            if not _ARRAY_INDEX.fullmatch(segment):
-                return _Lookup(
-                    False, why_absent=f"{where} is an array and {segment!r} is not an index"
-                )
-            if int(segment) >= len(current):
-                return _Lookup(
-                    False, why_absent=f"{where} has {len(current)} items, no index {segment}"
-                )
-            current = current[int(segment)]
-        else:
-            return _Lookup(False, why_absent=f"{where} is a {json_kind(current)}, not an object")
-        walked.append(segment)
-    return _Lookup(True, current)
-
-
-def _absent(path: str, found: _Lookup, consequence: str) -> RuleResult:
+def _absent(path: str, found: Lookup, consequence: str) -> RuleResult:
     return RuleResult(False, f"{path} is absent ({found.why_absent}), so {consequence}")
 
 
 # ---- time budget ------------------------------------------------------------------------------
 
 
-class _Budget:
+class Budget:
     """The regular-expression time left to one :func:`evaluate` call."""
 
     def __init__(self, seconds: float) -> None:
@@ -188,13 +93,13 @@ class FieldExists:
     field: str
 
     def __post_init__(self) -> None:
-        _check_path(self.field)
+        check_path(self.field)
 
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "FieldExists", "field": self.field}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
-        found = _lookup(view, self.field)
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
+        found = lookup(view, self.field)
         if found.present:
             return RuleResult(True, f"{self.field} is present ({show(found.value)})")
         return RuleResult(False, f"{self.field} is absent ({found.why_absent})")
@@ -208,14 +113,14 @@ class FieldEquals:
     value: JSONValue
 
     def __post_init__(self) -> None:
-        _check_path(self.field)
+        check_path(self.field)
         object.__setattr__(self, "value", _check_value(self.value, "value"))
 
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "FieldEquals", "field": self.field, "value": copy.deepcopy(self.value)}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
-        found = _lookup(view, self.field)
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
+        found = lookup(view, self.field)
         if not found.present:
             return _absent(self.field, found, f"it does not equal {show(self.value)}")
         if json_equal(found.value, self.value):
@@ -229,7 +134,7 @@ class _Ordered:
     value: int | float | str
 
     def __post_init__(self) -> None:
-        _check_path(self.field)
+        check_path(self.field)
         _check_ordered(self.value, "value")
 
 
@@ -241,7 +146,7 @@ class FieldGreaterThan(_Ordered):
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "FieldGreaterThan", "field": self.field, "value": self.value}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
         return _compare(self.field, self.value, view, "greater than", lambda a, b: a > b)
 
 
@@ -253,7 +158,7 @@ class FieldLessThan(_Ordered):
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "FieldLessThan", "field": self.field, "value": self.value}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
         return _compare(self.field, self.value, view, "less than", lambda a, b: a < b)
 
 
@@ -264,7 +169,7 @@ def _compare(
     relation: str,
     holds: Any,
 ) -> RuleResult:
-    found = _lookup(view, path)
+    found = lookup(view, path)
     if not found.present:
         return _absent(path, found, f"it is not {relation} {show(expected)}")
     problem = _order_problem(found.value, expected)
@@ -287,14 +192,14 @@ class FieldContains:
     value: JSONValue
 
     def __post_init__(self) -> None:
-        _check_path(self.field)
+        check_path(self.field)
         object.__setattr__(self, "value", _check_value(self.value, "value"))
 
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "FieldContains", "field": self.field, "value": copy.deepcopy(self.value)}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
-        found = _lookup(view, self.field)
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
+        found = lookup(view, self.field)
         wanted = show(self.value)
         if not found.present:
             return _absent(self.field, found, f"it does not contain {wanted}")
@@ -330,7 +235,7 @@ class In:
     values: tuple[JSONValue, ...]
 
     def __post_init__(self) -> None:
-        _check_path(self.field)
+        check_path(self.field)
         if isinstance(self.values, str | Mapping) or not isinstance(self.values, Sequence):
             raise RuleError(f"values must be an array, got {json_kind(self.values)}")
         if not self.values:
@@ -344,8 +249,8 @@ class In:
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "In", "field": self.field, "values": copy.deepcopy(list(self.values))}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
-        found = _lookup(view, self.field)
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
+        found = lookup(view, self.field)
         choices = show(list(self.values))
         if not found.present:
             return _absent(self.field, found, f"it is not one of {choices}")
@@ -363,7 +268,7 @@ class Between:
     high: int | float | str
 
     def __post_init__(self) -> None:
-        _check_path(self.field)
+        check_path(self.field)
         _check_ordered(self.low, "low")
         _check_ordered(self.high, "high")
         if _order_problem(self.low, self.high):
@@ -380,8 +285,8 @@ class Between:
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "Between", "field": self.field, "low": self.low, "high": self.high}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
-        found = _lookup(view, self.field)
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
+        found = lookup(view, self.field)
         span = f"between {show(self.low)} and {show(self.high)}"
         if not found.present:
             return _absent(self.field, found, f"it is not {span}")
@@ -405,7 +310,7 @@ class Matches:
     _compiled: regex.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_path(self.field)
+        check_path(self.field)
         if not isinstance(self.pattern, str):
             raise RuleError(f"pattern must be a string, got {json_kind(self.pattern)}")
         if len(self.pattern) > MAX_PATTERN_LENGTH:
@@ -419,8 +324,8 @@ class Matches:
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "Matches", "field": self.field, "pattern": self.pattern}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
-        found = _lookup(view, self.field)
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
+        found = lookup(view, self.field)
         if not found.present:
             return _absent(self.field, found, f"it does not match {self.pattern!r}")
         if not isinstance(found.value, str):
@@ -440,7 +345,7 @@ def _check_children(conditions: object, kind: str) -> tuple[Condition, ...]:
     if not isinstance(conditions, tuple | list) or not conditions:
         raise RuleError(f"{kind} needs a non-empty array of conditions")
     for child in conditions:
-        if not isinstance(child, _CONDITION_CLASSES):
+        if not isinstance(child, CONDITION_CLASSES):
             raise RuleError(f"{kind}: {child!r} is not a condition")
     return tuple(conditions)
 
@@ -457,7 +362,7 @@ class And:
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "And", "conditions": [c.to_json() for c in self.conditions]}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
         children = tuple(c._evaluate(view, budget) for c in self.conditions)
         failed = sum(1 for c in children if not c.passed)
         if failed:
@@ -477,7 +382,7 @@ class Or:
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "Or", "conditions": [c.to_json() for c in self.conditions]}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
         children = tuple(c._evaluate(view, budget) for c in self.conditions)
         held = sum(1 for c in children if c.passed)
         if held:
@@ -492,13 +397,13 @@ class Not:
     condition: Condition
 
     def __post_init__(self) -> None:
-        if not isinstance(self.condition, _CONDITION_CLASSES):
+        if not isinstance(self.condition, CONDITION_CLASSES):
             raise RuleError(f"Not: {self.condition!r} is not a condition")
 
     def to_json(self) -> dict[str, JSONValue]:
         return {"type": "Not", "condition": self.condition.to_json()}
 
-    def _evaluate(self, view: Mapping[str, Any], budget: _Budget) -> RuleResult:
+    def _evaluate(self, view: Mapping[str, Any], budget: Budget) -> RuleResult:
         inner = self.condition._evaluate(view, budget)
         if inner.passed:
             return RuleResult(False, "the inner condition holds, so Not fails", (inner,))
@@ -518,7 +423,7 @@ Condition: TypeAlias = (
     | Or
     | Not
 )
-_CONDITION_CLASSES = (
+CONDITION_CLASSES = (
     FieldExists,
     FieldEquals,
     FieldGreaterThan,
@@ -532,100 +437,6 @@ _CONDITION_CLASSES = (
     Not,
 )
 
-# The JSON form: the keys each type takes (all required).
-CONDITION_KEYS: Mapping[str, tuple[str, ...]] = {
-    "FieldExists": ("field",),
-    "FieldEquals": ("field", "value"),
-    "FieldGreaterThan": ("field", "value"),
-    "FieldLessThan": ("field", "value"),
-    "FieldContains": ("field", "value"),
-    "In": ("field", "values"),
-    "Between": ("field", "low", "high"),
-    "Matches": ("field", "pattern"),
-    "And": ("conditions",),
-    "Or": ("conditions",),
-    "Not": ("condition",),
-}
-KNOWN_CONDITION_TYPES = tuple(sorted(CONDITION_KEYS))
-
-
-# ---- parsing ----------------------------------------------------------------------------------
-
-
-def parse_condition(data: object) -> Condition:
-    """A condition from its JSON form, e.g. ``{"type": "FieldGreaterThan", "field":
-    "data.order.total", "value": 100}``.
-
-    Raises :class:`RuleError` naming the place in the tree (``condition.conditions[2]``) for
-    an unknown ``type`` (listing the known ones), unknown or missing keys, bad values, paths
-    outside the view, patterns that do not compile, and trees deeper than
-    :data:`MAX_CONDITION_DEPTH` or larger than :data:`MAX_CONDITION_NODES`.
-    """
-    return _parse(data, "condition", 0, [0])
-
-
-def _parse(data: object, where: str, depth: int, nodes: list[int]) -> Condition:
-    if depth >= MAX_CONDITION_DEPTH:
-        raise RuleError(f"{where}: conditions are nested deeper than {MAX_CONDITION_DEPTH}")
-    nodes[0] += 1
-    if nodes[0] > MAX_CONDITION_NODES:
-        raise RuleError(f"{where}: more than {MAX_CONDITION_NODES} conditions in one tree")
-    if not isinstance(data, Mapping):
-        raise RuleError(f"{where}: a condition is a JSON object, got {json_kind(data)}")
-    kind = data.get("type")
-    if not isinstance(kind, str) or kind not in CONDITION_KEYS:
-        got = "no 'type'" if "type" not in data else f"unknown condition type {show(kind)}"
-        raise RuleError(f"{where}: {got}; known types: {', '.join(KNOWN_CONDITION_TYPES)}")
-    expected = CONDITION_KEYS[kind]
-    extra = sorted(str(k) for k in data if k != "type" and k not in expected)
-    if extra:
-        raise RuleError(
-            f"{where} ({kind}): unknown key{'s' if len(extra) > 1 else ''} "
-            f"{', '.join(map(repr, extra))}; {kind} takes {', '.join(expected)}"
-        )
-    missing = [k for k in expected if k not in data]
-    if missing:
-        raise RuleError(f"{where} ({kind}): missing {', '.join(map(repr, missing))}")
-
-    if kind in ("And", "Or"):
-        children = data["conditions"]
-        if not isinstance(children, list) or not children:
-            raise RuleError(f"{where} ({kind}): conditions must be a non-empty array")
-        parsed = tuple(
-            _parse(child, f"{where}.conditions[{i}]", depth + 1, nodes)
-            for i, child in enumerate(children)
-        )
-        return And(parsed) if kind == "And" else Or(parsed)
-    if kind == "Not":
-        return Not(_parse(data["condition"], f"{where}.condition", depth + 1, nodes))
-    try:
-        if kind == "In":
-            values = data["values"]
-            if not isinstance(values, list):
-                raise RuleError(f"values must be an array, got {json_kind(values)}")
-            return In(data["field"], tuple(values))
-        leaf: Condition = _LEAF_CLASSES[kind](**{key: data[key] for key in expected})
-        return leaf
-    except RuleError as exc:
-        raise RuleError(f"{where} ({kind}): {exc}") from None
-
-
-_LEAF_CLASSES: Mapping[str, Any] = {
-    "FieldExists": FieldExists,
-    "FieldEquals": FieldEquals,
-    "FieldGreaterThan": FieldGreaterThan,
-    "FieldLessThan": FieldLessThan,
-    "FieldContains": FieldContains,
-    "Between": Between,
-    "Matches": Matches,
-}
-
-
-def condition_to_json(condition: Condition) -> dict[str, JSONValue]:
-    """The JSON form :func:`parse_condition` reads back to an equal condition."""
-    return condition.to_json()
-
-
 # ---- evaluation -------------------------------------------------------------------------------
 
 
@@ -636,7 +447,7 @@ def evaluate(condition: Condition, view: Mapping[str, Any]) -> RuleResult:
     an explanation); raises :class:`PatternTimeout` when ``Matches`` patterns together run
     past :data:`REGEX_BUDGET_SECONDS`.
     """
-    return condition._evaluate(view, _Budget(REGEX_BUDGET_SECONDS))
+    return condition._evaluate(view, Budget(REGEX_BUDGET_SECONDS))
 
 
 def explain(result: RuleResult) -> str:
@@ -650,73 +461,3 @@ def explain(result: RuleResult) -> str:
 
     walk(result, 0)
     return "\n".join(lines)
-
-
-# ---- stored rules -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A named, versioned condition that transitions refer to by ``id``."""
-
-    id: str
-    name: str
-    condition: Condition
-    version: int = 1
-    tags: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not is_valid_id(self.id):
-            raise RuleError(
-                f"rule id {self.id!r} is not valid: use 1 to 100 ASCII letters, digits, "
-                "'_', '-' or '.'"
-            )
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise RuleError(f"rule {self.id!r} needs a non-empty name")
-        if not isinstance(self.condition, _CONDITION_CLASSES):
-            raise RuleError(f"rule {self.id!r}: {self.condition!r} is not a condition")
-        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise RuleError(f"rule {self.id!r}: version must be a whole number ≥ 1")
-        if isinstance(self.tags, str) or not isinstance(self.tags, Sequence):
-            raise RuleError(f"rule {self.id!r}: tags must be an array of strings")
-        if not all(isinstance(tag, str) and tag for tag in self.tags):
-            raise RuleError(f"rule {self.id!r}: tags must be non-empty strings")
-        object.__setattr__(self, "tags", tuple(self.tags))
-
-    def evaluate(self, view: Mapping[str, Any]) -> RuleResult:
-        return evaluate(self.condition, view)
-
-    def to_json(self) -> dict[str, JSONValue]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "condition": self.condition.to_json(),
-            "version": self.version,
-            "tags": list(self.tags),
-        }
-
-
-def parse_rule(data: object) -> Rule:
-    """A rule from ``{"id", "name", "condition", "version"?, "tags"?}``; strict like
-    :func:`parse_condition`."""
-    if not isinstance(data, Mapping):
-        raise RuleError(f"a rule is a JSON object, got {json_kind(data)}")
-    allowed = ("id", "name", "condition", "version", "tags")
-    extra = sorted(str(k) for k in data if k not in allowed)
-    if extra:
-        raise RuleError(
-            f"rule: unknown keys {', '.join(map(repr, extra))}; a rule takes {', '.join(allowed)}"
-        )
-    missing = [k for k in ("id", "name", "condition") if k not in data]
-    if missing:
-        raise RuleError(f"rule: missing {', '.join(map(repr, missing))}")
-    tags = data.get("tags", [])
-    if not isinstance(tags, list):
-        raise RuleError("rule: tags must be an array of strings")
-    return Rule(
-        id=data["id"],
-        name=data["name"],
-        condition=parse_condition(data["condition"]),
-        version=data.get("version", 1),
-        tags=tuple(tags),
-    )
