@@ -46,7 +46,7 @@ lint: install
 # mypy with django-stubs over the application packages (settings: config/mypy_settings.py,
 # which names a database without reaching one; configuration in pyproject.toml).
 typecheck: install
-	$(BIN)/mypy agents tenants config
+	$(BIN)/mypy agents tenants config workflow_bridge
 
 format: install
 	$(BIN)/ruff format .

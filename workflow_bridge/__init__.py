@@ -1,0 +1,1 @@
+"""Workflows: Petri nets whose places can run agents."""
