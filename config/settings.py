@@ -69,6 +69,7 @@ TENANT_APPS = [
     "django.contrib.admin",
     "tenants.audit",
     "agents",
+    "workflow_bridge",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -251,6 +252,11 @@ EXECUTION_STORE_PATIENCE_SECONDS = env_float("EXECUTION_STORE_PATIENCE_SECONDS",
 STREAM_DB_PATIENCE_SECONDS = env_float("STREAM_DB_PATIENCE_SECONDS", 10.0, minimum=0)
 # How often each process checks that the credentials behind its open WebSockets still hold.
 WS_CREDENTIAL_CHECK_SECONDS = env_float("WS_CREDENTIAL_CHECK_SECONDS", 5.0, minimum=0.1)
+
+# ---- workflows ----
+# A resource that enters agent places this many times in a row without a manual step stops
+# cascading (a cycle of auto activities must not run agents forever).
+WORKFLOW_MAX_AGENT_STREAK = env_int("WORKFLOW_MAX_AGENT_STREAK", 20, minimum=1)
 
 # ---- REST framework ----
 REST_FRAMEWORK = {

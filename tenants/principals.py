@@ -10,8 +10,9 @@ from tenants.roles import Permission, role_allows
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    kind: Literal["api_key", "token", "user"]
-    # api_key: the key's prefix; token: its jti; user: the username
+    kind: Literal["api_key", "token", "user", "workflow"]
+    # api_key: the key's prefix; token: its jti; user: the username; workflow: the workflow's
+    # slug (runs the platform starts for a workflow's state agents, as the tenant)
     identifier: str
     role: str
     tenant_id: int

@@ -177,7 +177,11 @@ def wipe_agent_data() -> None:
         ModelPrice,
         ProviderCredential,
     )
+    from workflow_bridge.models import Resource, Workflow
 
+    # Workflows first: their resources and agent bindings hold on to agents.
+    Resource.objects.all().delete()
+    Workflow.objects.all().delete()
     for model in (ExecutionEvent, Execution, AgentVersion, Agent, ModelPrice, ProviderCredential):
         model.objects.all().delete()
 

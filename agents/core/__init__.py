@@ -27,7 +27,7 @@ from agents.core.idempotency import REPLAYED_HEADER
 from agents.core.outage import DatabaseUnavailable
 from agents.core.queue import queue_position
 from agents.core.requests import RunMode, RunRequest, parse_run_request
-from agents.core.start import start_run
+from agents.core.start import queue_run, run_request, start_run
 
 __all__ = [
     "REPLAYED_HEADER",
@@ -40,6 +40,8 @@ __all__ = [
     "follow_events",
     "parse_run_request",
     "queue_position",
+    "queue_run",
     "read_events",
+    "run_request",
     "start_run",
 ]

@@ -16,8 +16,9 @@ from agents.core.idempotency import (
 )
 from agents.core.requests import RunMode, RunRequest, parse_run_request
 from agents.core.run import run_claimed
+from agents.models import Execution
 from config.errors import ValidationFailed
-from tenants.access import authorize_async
+from tenants.access import authorize, authorize_async
 from tenants.context import in_schema
 from tenants.principals import Principal
 from tenants.roles import Permission
@@ -56,6 +57,17 @@ async def start_run(
     return await run_request(
         principal=principal, request=request, request_id=request_id, key=key, checked=True
     )
+
+
+def queue_run(*, principal: Principal, request: RunRequest, request_id: str = "") -> Execution:
+    """Queue a background run the platform built itself, from sync code, in the caller's
+    transaction and schema (the workflow bridge inside its own writes): the execution and its
+    job are committed with them, or not at all. Refusals as for :func:`start_run`."""
+    if request.mode != "background":
+        raise ValueError("queue_run starts background runs only")
+    authorize(principal, Permission.EXECUTIONS_RUN, action="run")
+    origin = Origin(actor=principal.audit_actor, request_id=request_id)
+    return admit(principal.schema_name, request, origin).execution
 
 
 async def run_request(

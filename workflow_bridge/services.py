@@ -1,0 +1,558 @@
+"""Writes of workflows, rules, resources and agent bindings (current tenant schema).
+
+Firing an activity (:func:`activity_fire`) locks the resource's row, checks the marking **and**
+the activity's rules against the data the resource would have, merges the given data (JSON
+merge patch), records the step in the resource's history and hands the places it entered to the
+bridge, all in one transaction: two clients firing at once cannot both consume one token, and a
+rolled-back step leaves no agent run behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+
+from agents.core.requests import parse_run_request
+from agents.services.agents import agent_get
+from config.errors import Conflict, NotFound, ValidationFailed
+from tenants.audit.services import audit_record
+from workflow_bridge import bridge
+from workflow_bridge.context import check_output_mapping, merge_data
+from workflow_bridge.definitions import (
+    Compiled,
+    activity_verdicts,
+    compile_definition,
+    fire_transition,
+    marked_places,
+)
+from workflow_bridge.models import (
+    ActivityAgent,
+    Firing,
+    MergePolicy,
+    Resource,
+    ResourceEvent,
+    Rule,
+    StateAgent,
+    Workflow,
+    WorkflowVersion,
+)
+from workflow_bridge.net import analyze
+from workflow_bridge.rules import check_rule, latest_rules
+
+# ---- workflows ----
+
+
+def workflow_get(ref: str) -> Workflow:
+    workflow = Workflow.objects.filter(pk=ref).first() or Workflow.objects.filter(slug=ref).first()
+    if workflow is None:
+        raise NotFound("Workflow not found.")
+    return workflow
+
+
+def compiled_of(workflow: Workflow) -> Compiled:
+    return compile_definition(workflow.definition)
+
+
+def workflow_save(
+    *, definition: dict[str, Any], actor: str, schema_name: str, workflow: Workflow | None = None
+) -> Workflow:
+    """Create a workflow from its definition (the workflow file's content), or store a changed
+    definition as its next version. A change may not remove a place that holds tokens of a
+    resource. Rules listed in the definition are stored (a changed rule: a new version)."""
+    compiled = compile_definition(definition)
+    slug = str(definition.get("slug") or "")
+    with transaction.atomic():
+        if workflow is None:
+            if Workflow.objects.filter(slug=slug).exists():
+                raise Conflict(f"slug: a workflow {slug!r} already exists")
+            workflow = Workflow.objects.create(
+                slug=slug,
+                name=str(definition.get("name") or slug),
+                description=str(definition.get("description") or ""),
+                definition=definition,
+                created_by=actor[:200],
+            )
+            action = "workflow.create"
+        else:
+            workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+            if definition == workflow.definition:
+                return workflow
+            _refuse_removing_marked_places(workflow, compiled)
+            workflow.slug = slug
+            workflow.name = str(definition.get("name") or slug)
+            workflow.description = str(definition.get("description") or "")
+            workflow.definition = definition
+            workflow.version += 1
+            workflow.save()
+            action = "workflow.update"
+        WorkflowVersion.objects.create(
+            workflow=workflow,
+            version=workflow.version,
+            definition=definition,
+            created_by=actor[:200],
+        )
+        for rule in definition.get("rules") or []:
+            rule_save(workflow=workflow, data=rule, actor=actor)
+    audit_record(
+        schema_name=schema_name,
+        actor=actor,
+        action=action,
+        target_type="workflow",
+        target_id=workflow.pk,
+        details={"version": workflow.version},
+    )
+    return workflow
+
+
+def _refuse_removing_marked_places(workflow: Workflow, compiled: Compiled) -> None:
+    kept = set(compiled.net.places)
+    for resource in Resource.objects.filter(workflow=workflow).only("id", "marking"):
+        lost = sorted(set(marked_places(resource.marking)) - kept)
+        if lost:
+            raise ValidationFailed(
+                f"places: {lost[0]!r} holds tokens of resource {resource.pk}; "
+                "move them before removing the place"
+            )
+
+
+# ---- rules ----
+
+
+def rule_save(*, workflow: Workflow, data: dict[str, Any], actor: str) -> Rule:
+    """Store a rule (``{id, name?, description?, condition, tags?}``); a changed rule becomes
+    its next version, an unchanged one stays as it is."""
+    rule_id, condition, tags = check_rule(data)
+    latest = Rule.objects.filter(workflow=workflow, rule_id=rule_id).order_by("-version").first()
+    name = str(data.get("name") or "")
+    description = str(data.get("description") or "")
+    if latest is not None and (
+        latest.condition == condition
+        and latest.tags == tags
+        and latest.name == name
+        and latest.description == description
+    ):
+        return latest
+    return Rule.objects.create(
+        workflow=workflow,
+        rule_id=rule_id,
+        version=(latest.version + 1) if latest else 1,
+        name=name,
+        description=description,
+        condition=condition,
+        tags=tags,
+        created_by=actor[:200],
+    )
+
+
+# ---- resources ----
+
+
+def _append(resource: Resource, **fields: Any) -> ResourceEvent:
+    last = ResourceEvent.objects.filter(resource=resource).aggregate(m=Max("seq"))["m"] or 0
+    return ResourceEvent.objects.create(resource=resource, seq=last + 1, **fields)
+
+
+def resource_create(
+    *,
+    workflow: Workflow,
+    data: dict[str, Any] | None,
+    metadata: dict[str, Any] | None,
+    actor: str,
+    schema_name: str,
+) -> Resource:
+    """A resource with the workflow's initial marking; agents of its places are triggered."""
+    compiled = compiled_of(workflow)
+    _object(data, "data")
+    _object(metadata, "metadata")
+    with transaction.atomic():
+        resource = Resource.objects.create(
+            workflow=workflow,
+            marking=dict(compiled.initial_marking),
+            data=data or {},
+            metadata=metadata or {},
+            created_by=actor[:200],
+        )
+        _append(
+            resource,
+            kind="created",
+            actor=actor[:200],
+            to_marking=resource.marking,
+            data={"data": resource.data, "metadata": resource.metadata},
+        )
+        bridge.entered(
+            schema_name=schema_name,
+            resource=resource,
+            places=marked_places(resource.marking),
+            automatic=False,
+        )
+    return resource
+
+
+def _object(value: Any, field: str) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise ValidationFailed(f"{field}: must be a JSON object")
+
+
+def resource_get(resource_id: str, *, workflow: Workflow | None = None) -> Resource:
+    queryset = Resource.objects.select_related("workflow")
+    if workflow is not None:
+        queryset = queryset.filter(workflow=workflow)
+    resource = queryset.filter(pk=resource_id).first()
+    if resource is None:
+        raise NotFound("Resource not found.")
+    return resource
+
+
+@dataclass(frozen=True)
+class Fired:
+    """What firing an activity did: the resource after it, or the firing still waiting for
+    its activity agents."""
+
+    resource: Resource
+    firing: Firing | None = None
+
+
+def activity_fire(
+    *,
+    resource: Resource,
+    activity_id: str,
+    data: dict[str, Any] | None,
+    actor: str,
+    schema_name: str,
+    automatic: bool = False,
+) -> Fired:
+    """Fire ``activity_id`` on the resource: its marking must enable the activity and its
+    rules must pass (evaluated against the data the resource would have). With activity
+    agents, the step waits for them (a :class:`Firing`); otherwise tokens move and data merges
+    now. ``automatic``: an agent's auto activity (the cascade), not a person's step."""
+    _object(data, "data")
+    with transaction.atomic():
+        locked = Resource.objects.select_for_update().select_related("workflow").get(pk=resource.pk)
+        compiled = compiled_of(locked.workflow)
+        patched = merge_data(locked.data, data or {})
+        verdict = activity_verdicts(
+            compiled,
+            locked.marking,
+            {"data": patched, "metadata": locked.metadata},
+            latest_rules(locked.workflow),
+            only=activity_id,
+        )[0]
+        if not verdict.allowed:
+            raise Conflict(
+                f"activity {activity_id!r} cannot fire now: {verdict.explanation}",
+                details={"activity": activity_id, "explanation": verdict.explanation},
+            )
+        assert verdict.transition is not None
+        agents = list(
+            ActivityAgent.objects.select_related("agent").filter(
+                workflow=locked.workflow, activity=activity_id, enabled=True
+            )
+        )
+        if agents:
+            firing = Firing.objects.create(
+                resource=locked,
+                activity=activity_id,
+                transition=verdict.transition,
+                data=data or {},
+                actor=actor[:200],
+            )
+            _append(
+                locked,
+                kind="activity_pending",
+                actor=actor[:200],
+                activity=activity_id,
+                from_marking=locked.marking,
+                to_marking=locked.marking,
+                data={"data": data or {}, "firing": firing.pk},
+            )
+            bridge.start_activity_agents(
+                schema_name=schema_name, resource=locked, firing=firing, agents=agents
+            )
+            return Fired(locked, firing)
+        moved = complete_step(
+            schema_name=schema_name,
+            resource=locked,
+            compiled=compiled,
+            activity_id=activity_id,
+            transition_id=verdict.transition,
+            data=patched,
+            patch=data or {},
+            actor=actor,
+            automatic=automatic,
+        )
+    return Fired(moved)
+
+
+def complete_step(
+    *,
+    schema_name: str,
+    resource: Resource,
+    compiled: Compiled,
+    activity_id: str,
+    transition_id: str,
+    data: dict[str, Any],
+    patch: dict[str, Any],
+    actor: str,
+    automatic: bool,
+    metadata: dict[str, Any] | None = None,
+    execution_id: str = "",
+) -> Resource:
+    """Move the tokens of ``transition_id``, store the merged data, record the step and hand
+    the newly marked places to the bridge (caller holds the resource's row lock)."""
+    before = dict(resource.marking)
+    after = fire_transition(compiled, before, transition_id)
+    resource.marking = after
+    resource.data = data
+    if metadata is not None:
+        resource.metadata = metadata
+    resource.version += 1
+    if not automatic:
+        resource.agent_streak = 0  # a person's step ends any cascade
+    resource.save(
+        update_fields=["marking", "data", "metadata", "version", "agent_streak", "updated_at"]
+    )
+    _append(
+        resource,
+        kind="activity",
+        actor=actor[:200],
+        activity=activity_id,
+        from_marking=before,
+        to_marking=after,
+        data={"data": patch},
+        execution_id=execution_id,
+    )
+    entered = [place for place in marked_places(after) if after[place] > before.get(place, 0)]
+    bridge.entered(schema_name=schema_name, resource=resource, places=entered, automatic=automatic)
+    return resource
+
+
+# ---- analysis ----
+
+
+def workflow_analysis(workflow: Workflow) -> dict[str, Any]:
+    """Structural analysis of the workflow's net (boundedness, deadlocks, dead transitions,
+    never-marked places), JSON-ready with explanations."""
+    compiled = compiled_of(workflow)
+    return dict(analyze(compiled.net, final_places=compiled.final_places).as_dict())
+
+
+# ---- agent bindings ----
+
+STATE_AGENT_FIELDS = frozenset(
+    {
+        "place",
+        "agent",
+        "trigger_rules",
+        "input_mapping",
+        "output_mapping",
+        "parameters",
+        "auto_activity",
+        "on_failure_activity",
+        "initial_delay_seconds",
+        "interval_seconds",
+        "max_executions",
+        "retry",
+        "merge_policy",
+        "enabled",
+    }
+)
+ACTIVITY_AGENT_FIELDS = frozenset(
+    {"activity", "agent", "input_mapping", "output_mapping", "parameters", "required", "enabled"}
+)
+
+
+def _unknown(data: dict[str, Any], allowed: frozenset[str]) -> None:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise ValidationFailed(f"{extra[0]}: unknown field")
+
+
+def _mapping(value: Any, field: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValidationFailed(f"{field}: must be an object of strings")
+    return dict(value)
+
+
+def _parameters(value: Any) -> dict[str, Any]:
+    """LLM overrides, held to the same bounds as an execute body's parameters."""
+    if value is None:
+        return {}
+    try:
+        return parse_run_request({"input": {"parameters": value}}, agent_ref="-").parameters
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.message.replace("input.parameters", "parameters")) from None
+
+
+def _seconds(value: Any, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValidationFailed(f"{field}: must be a number of seconds, 0 or more")
+    return float(value)
+
+
+def _activity_from(compiled: Compiled, activity: Any, place: str, field: str) -> str:
+    """An activity that exists and can start from ``place`` (a token there enables one of its
+    transitions' input arcs)."""
+    if not activity:
+        return ""
+    info = compiled.activities.get(activity) if isinstance(activity, str) else None
+    if info is None:
+        raise ValidationFailed(f"{field}: no activity {activity!r} in this workflow")
+    starts = {
+        arc.place
+        for transition in compiled.net.transitions
+        if transition.id in info.transitions
+        for arc in transition.inputs
+    }
+    if place not in starts:
+        raise ValidationFailed(f"{field}: activity {activity!r} does not start from {place!r}")
+    return str(activity)
+
+
+def state_agent_save(
+    *, workflow: Workflow, data: dict[str, Any], binding: StateAgent | None = None
+) -> StateAgent:
+    """Bind an agent to a place (or change a binding). Refused, with the reason: a place the
+    workflow does not have or that can never be marked (the net's analysis), an unknown agent,
+    rules or activities, mappings that do not write to ``data.*``/``metadata.*``."""
+    if not isinstance(data, dict):
+        raise ValidationFailed("body: must be a JSON object")
+    _unknown(data, STATE_AGENT_FIELDS)
+    merged = {**_binding_fields(binding), **data} if binding is not None else dict(data)
+    compiled = compiled_of(workflow)
+    place = merged.get("place")
+    if not isinstance(place, str) or not compiled.net.has_place(place):
+        raise ValidationFailed(f"place: {place!r} is not a place of this workflow")
+    analysis = analyze(compiled.net, final_places=compiled.final_places)
+    if analysis.can_be_marked(place) is False:
+        raise ValidationFailed(
+            f"place: {place!r} can never be marked from the workflow's initial marking, so an "
+            "agent bound there would never run"
+        )
+    agent = agent_get(str(merged.get("agent") or ""))
+    trigger_rules = merged.get("trigger_rules") or []
+    if not isinstance(trigger_rules, list) or not all(isinstance(r, str) for r in trigger_rules):
+        raise ValidationFailed("trigger_rules: must be a list of rule ids")
+    known = set(latest_rules(workflow))
+    missing = [r for r in trigger_rules if r not in known]
+    if missing:
+        raise ValidationFailed(f"trigger_rules: no rule {missing[0]!r} in this workflow")
+    merge_policy = merged.get("merge_policy") or MergePolicy.EXCLUSIVE
+    if merge_policy not in MergePolicy.values:
+        raise ValidationFailed(f"merge_policy: one of {', '.join(MergePolicy.values)}")
+    max_executions = merged.get("max_executions")
+    if max_executions is not None and (
+        isinstance(max_executions, bool)
+        or not isinstance(max_executions, int)
+        or max_executions < 1
+    ):
+        raise ValidationFailed("max_executions: a positive integer")
+    retry = merged.get("retry")
+    if retry is not None:
+        retry = parse_run_request(
+            {"execution_config": {"retry_config": retry}}, agent_ref="-"
+        ).retry
+    fields = {
+        "place": place,
+        "agent": agent,
+        "trigger_rules": trigger_rules,
+        "input_mapping": _mapping(merged.get("input_mapping"), "input_mapping"),
+        "output_mapping": check_output_mapping(merged.get("output_mapping") or {}),
+        "parameters": _parameters(merged.get("parameters")),
+        "auto_activity": _activity_from(
+            compiled, merged.get("auto_activity"), place, "auto_activity"
+        ),
+        "on_failure_activity": _activity_from(
+            compiled, merged.get("on_failure_activity"), place, "on_failure_activity"
+        ),
+        "initial_delay_seconds": _seconds(
+            merged.get("initial_delay_seconds"), "initial_delay_seconds"
+        ),
+        "interval_seconds": _seconds(merged.get("interval_seconds"), "interval_seconds"),
+        "max_executions": max_executions,
+        "retry": retry,
+        "merge_policy": merge_policy,
+        "enabled": bool(merged.get("enabled", True)),
+    }
+    if binding is None:
+        if StateAgent.objects.filter(workflow=workflow, place=place, agent=agent).exists():
+            raise Conflict(f"agent {agent.slug!r} is already bound to {place!r}")
+        return StateAgent.objects.create(workflow=workflow, **fields)
+    for name, value in fields.items():
+        setattr(binding, name, value)
+    binding.save()
+    return binding
+
+
+def _binding_fields(binding: StateAgent | ActivityAgent) -> dict[str, Any]:
+    names = STATE_AGENT_FIELDS if isinstance(binding, StateAgent) else ACTIVITY_AGENT_FIELDS
+    fields = {name: getattr(binding, name) for name in names if name != "agent"}
+    fields["agent"] = binding.agent_id
+    return fields
+
+
+def activity_agent_save(
+    *, workflow: Workflow, data: dict[str, Any], binding: ActivityAgent | None = None
+) -> ActivityAgent:
+    """Run an agent as part of an activity (or change that); refused for an unknown activity
+    or agent, or a mapping that does not write to ``data.*``/``metadata.*``."""
+    if not isinstance(data, dict):
+        raise ValidationFailed("body: must be a JSON object")
+    _unknown(data, ACTIVITY_AGENT_FIELDS)
+    merged = {**_binding_fields(binding), **data} if binding is not None else dict(data)
+    compiled = compiled_of(workflow)
+    activity = merged.get("activity")
+    if not isinstance(activity, str) or activity not in compiled.activities:
+        raise ValidationFailed(f"activity: no activity {activity!r} in this workflow")
+    agent = agent_get(str(merged.get("agent") or ""))
+    fields = {
+        "activity": activity,
+        "agent": agent,
+        "input_mapping": _mapping(merged.get("input_mapping"), "input_mapping"),
+        "output_mapping": check_output_mapping(merged.get("output_mapping") or {}),
+        "parameters": _parameters(merged.get("parameters")),
+        "required": bool(merged.get("required", True)),
+        "enabled": bool(merged.get("enabled", True)),
+    }
+    if binding is None:
+        if ActivityAgent.objects.filter(workflow=workflow, activity=activity, agent=agent).exists():
+            raise Conflict(f"agent {agent.slug!r} already runs for {activity!r}")
+        return ActivityAgent.objects.create(workflow=workflow, **fields)
+    for name, value in fields.items():
+        setattr(binding, name, value)
+    binding.save()
+    return binding
+
+
+def available_activities(resource: Resource) -> list[dict[str, Any]]:
+    """Every activity of the resource's workflow: may it fire now, and why (not)."""
+    compiled = compiled_of(resource.workflow)
+    verdicts = activity_verdicts(
+        compiled,
+        resource.marking,
+        {"data": resource.data, "metadata": resource.metadata},
+        latest_rules(resource.workflow),
+    )
+    return [verdict.as_dict() for verdict in verdicts]
+
+
+def trigger_agents(*, resource: Resource, schema_name: str) -> int:
+    """Run the state agents of the places the resource is in now (a person asked), in the
+    background; returns how many were queued."""
+    with transaction.atomic():
+        locked = Resource.objects.select_for_update().get(pk=resource.pk)
+        return bridge.entered(
+            schema_name=schema_name,
+            resource=locked,
+            places=marked_places(locked.marking),
+            automatic=False,
+            cause="manual",
+        )
