@@ -24,7 +24,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 
 from agents.core import queue, queue_run
 from agents.core.requests import RunRequest
@@ -35,12 +34,12 @@ from tenants.models import Tenant
 from tenants.principals import Principal
 from tenants.roles import Role
 from workflow_bridge.context import resource_to_context
+from workflow_bridge.history import record
 from workflow_bridge.models import (
     ActivityAgent,
     AgentRun,
     Firing,
     Resource,
-    ResourceEvent,
     StateAgent,
     Workflow,
 )
@@ -55,22 +54,6 @@ APPLY_TASK = "workflow_bridge.apply_agent_result"
 # every tenant's run priority, which is minus its load).
 BRIDGE_QUEUE = queue.EXECUTIONS_QUEUE
 DEFAULT_INPUT_MAPPING = {"data": "data"}
-
-
-def note(resource: Resource, *, kind: str, actor: str, data: dict[str, Any], **extra: Any) -> None:
-    """Add an entry to a resource's history that moves no token (agent triggered, result,
-    failure, stop)."""
-    last = ResourceEvent.objects.filter(resource=resource).aggregate(m=Max("seq"))["m"] or 0
-    ResourceEvent.objects.create(
-        resource=resource,
-        seq=last + 1,
-        kind=kind,
-        actor=actor[:200],
-        from_marking=resource.marking,
-        to_marking=resource.marking,
-        data=data,
-        **extra,
-    )
 
 
 def workflow_principal(schema_name: str, workflow: Workflow) -> Principal:
@@ -108,7 +91,7 @@ def entered(
         resource.agent_streak += 1
         resource.save(update_fields=["agent_streak", "updated_at"])
         if resource.agent_streak > settings.WORKFLOW_MAX_AGENT_STREAK:
-            note(
+            record(
                 resource,
                 kind="cascade_stopped",
                 actor="workflow",
@@ -168,7 +151,7 @@ def _trigger(
     view = {"data": resource.data, "metadata": resource.metadata}
     passed, explanation = evaluate_rules(resource.workflow, binding.trigger_rules, view)
     if not passed:
-        note(
+        record(
             resource,
             kind="agent_skipped",
             actor="workflow",
@@ -202,7 +185,7 @@ def _trigger(
         resource_version=resource.version,
         trigger=trigger,
     )
-    note(
+    record(
         resource,
         kind="agent_triggered",
         actor="workflow",
@@ -237,7 +220,7 @@ def _queue(
             principal=workflow_principal(schema_name, resource.workflow), request=request
         )
     except DomainError as refused:  # the agent was disabled or deleted since it was bound
-        note(
+        record(
             resource,
             kind="agent_refused",
             actor="workflow",
@@ -279,7 +262,7 @@ def start_activity_agents(
             resource_version=resource.version,
             trigger="activity",
         )
-        note(
+        record(
             resource,
             kind="agent_triggered",
             actor="workflow",

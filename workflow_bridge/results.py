@@ -23,8 +23,9 @@ from django.utils import timezone
 from agents.core import queue
 from agents.models import Execution, ExecutionStatus
 from config.errors import DomainError
-from workflow_bridge.bridge import BRIDGE_QUEUE, TRIGGER_TASK, note
+from workflow_bridge.bridge import BRIDGE_QUEUE, TRIGGER_TASK
 from workflow_bridge.context import apply_output, merge_data
+from workflow_bridge.history import record
 from workflow_bridge.models import AgentRun, Firing, MergePolicy, Resource
 from workflow_bridge.services import activity_fire, compiled_of, complete_step
 
@@ -74,7 +75,7 @@ def _state_result(schema_name: str, run: AgentRun, execution: Execution, resourc
     still_there = bool(resource.marking.get(run.place))
     if execution.status != ExecutionStatus.COMPLETED:
         _finish(run, AgentRun.Status.FAILED, execution.error_message)
-        note(
+        record(
             resource,
             kind="agent_failed",
             actor=actor,
@@ -93,7 +94,7 @@ def _state_result(schema_name: str, run: AgentRun, execution: Execution, resourc
             f"{resource.version}) and the binding merges exclusively"
         )
         _finish(run, AgentRun.Status.STALE, why)
-        note(
+        record(
             resource,
             kind="agent_result_not_applied",
             actor=actor,
@@ -112,7 +113,7 @@ def _state_result(schema_name: str, run: AgentRun, execution: Execution, resourc
     resource.version += 1
     resource.save(update_fields=["data", "metadata", "version", "updated_at"])
     _finish(run, AgentRun.Status.APPLIED)
-    note(
+    record(
         resource,
         kind="agent_result",
         actor=actor,
@@ -147,7 +148,7 @@ def _fire(schema_name: str, resource: Resource, activity_id: str, actor: str) ->
             automatic=True,
         )
     except DomainError as refused:
-        note(
+        record(
             resource,
             kind="auto_activity_refused",
             actor=actor,
@@ -219,7 +220,7 @@ def _fail_firing(resource: Resource, firing: Firing, why: str) -> str:
     firing.reason = why[:2000]
     firing.finished_at = timezone.now()
     firing.save(update_fields=["status", "reason", "finished_at"])
-    note(
+    record(
         resource,
         kind="activity_failed",
         actor=firing.actor,

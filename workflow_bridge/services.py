@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 
 from agents.core.requests import parse_run_request
 from agents.services.agents import agent_get
@@ -28,12 +27,12 @@ from workflow_bridge.definitions import (
     fire_transition,
     marked_places,
 )
+from workflow_bridge.history import record
 from workflow_bridge.models import (
     ActivityAgent,
     Firing,
     MergePolicy,
     Resource,
-    ResourceEvent,
     Rule,
     StateAgent,
     Workflow,
@@ -150,11 +149,6 @@ def rule_save(*, workflow: Workflow, data: dict[str, Any], actor: str) -> Rule:
 # ---- resources ----
 
 
-def _append(resource: Resource, **fields: Any) -> ResourceEvent:
-    last = ResourceEvent.objects.filter(resource=resource).aggregate(m=Max("seq"))["m"] or 0
-    return ResourceEvent.objects.create(resource=resource, seq=last + 1, **fields)
-
-
 def resource_create(
     *,
     workflow: Workflow,
@@ -175,10 +169,11 @@ def resource_create(
             metadata=metadata or {},
             created_by=actor[:200],
         )
-        _append(
+        record(
             resource,
             kind="created",
             actor=actor[:200],
+            from_marking={},
             to_marking=resource.marking,
             data={"data": resource.data, "metadata": resource.metadata},
         )
@@ -259,7 +254,7 @@ def activity_fire(
                 data=data or {},
                 actor=actor[:200],
             )
-            _append(
+            record(
                 locked,
                 kind="activity_pending",
                 actor=actor[:200],
@@ -314,7 +309,7 @@ def complete_step(
     resource.save(
         update_fields=["marking", "data", "metadata", "version", "agent_streak", "updated_at"]
     )
-    _append(
+    record(
         resource,
         kind="activity",
         actor=actor[:200],
