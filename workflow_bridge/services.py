@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from agents.core.requests import parse_run_request
+from agents.models import Agent
 from agents.services.agents import agent_get
 from config.errors import Conflict, NotFound, ValidationFailed
 from tenants.audit.services import audit_record
@@ -385,6 +386,14 @@ def _parameters(value: Any) -> dict[str, Any]:
         raise ValidationFailed(exc.message.replace("input.parameters", "parameters")) from None
 
 
+def bound_agent(value: Any) -> Agent:
+    """The agent a binding names (id or slug); ``ValidationFailed`` naming the field."""
+    try:
+        return agent_get(str(value or ""))
+    except NotFound:
+        raise ValidationFailed(f"agent: no agent {value!r} in this tenant") from None
+
+
 def _seconds(value: Any, field: str) -> float | None:
     if value is None:
         return None
@@ -432,7 +441,7 @@ def state_agent_save(
             f"place: {place!r} can never be marked from the workflow's initial marking, so an "
             "agent bound there would never run"
         )
-    agent = agent_get(str(merged.get("agent") or ""))
+    agent = bound_agent(merged.get("agent"))
     trigger_rules = merged.get("trigger_rules") or []
     if not isinstance(trigger_rules, list) or not all(isinstance(r, str) for r in trigger_rules):
         raise ValidationFailed("trigger_rules: must be a list of rule ids")
@@ -507,7 +516,7 @@ def activity_agent_save(
     activity = merged.get("activity")
     if not isinstance(activity, str) or activity not in compiled.activities:
         raise ValidationFailed(f"activity: no activity {activity!r} in this workflow")
-    agent = agent_get(str(merged.get("agent") or ""))
+    agent = bound_agent(merged.get("agent"))
     fields = {
         "activity": activity,
         "agent": agent,
