@@ -280,3 +280,115 @@ def test_a_result_arriving_after_the_resource_moved_is_not_applied(
     with schema_context(site.schema):
         run = AgentRun.objects.get(resource=resource)
         assert run.status == "stale" and "left 'summarising'" in run.reason
+
+
+def test_a_succeeding_activity_agent_completes_its_firing_with_its_output(
+    site: Any, spawn_worker: Any, fake_llm: Any
+) -> None:
+    approver, approver_key = site.agent()
+    workflow = site.workflow(review_flow(f"review-{uuid.uuid4().hex[:6]}"))
+    with schema_context(site.schema):
+        ActivityAgent.objects.create(
+            workflow=workflow,
+            activity="submit",
+            agent=approver,
+            output_mapping={"metadata.approval": "output"},
+        )
+        resource = resource_create(
+            workflow=workflow, data={}, metadata={}, actor="tests", schema_name=site.schema
+        )
+        fired = activity_fire(
+            resource=resource,
+            activity_id="submit",
+            data={"note": "please"},
+            actor="ann",
+            schema_name=site.schema,
+        )
+    fake_llm.script(approver_key, {"reply": "approved"})
+    spawn_worker()
+
+    wait_for(lambda: _resource(site.schema, resource.pk).state == "summarising", 20, "moved")
+    moved = _resource(site.schema, resource.pk)
+    assert moved.data == {"note": "please"} and moved.metadata == {"approval": "approved"}
+    assert _firing_status(site.schema, fired.firing.pk) == "completed"
+    kinds = _history(site.schema, resource.pk)
+    assert kinds == ["created", "activity_pending", "agent_triggered", "activity"]
+
+
+def test_a_failed_state_agent_follows_its_failure_activity(
+    site: Any, spawn_worker: Any, fake_llm: Any
+) -> None:
+    broken, broken_key = site.agent()
+    workflow = site.workflow(review_flow(f"review-{uuid.uuid4().hex[:6]}"))
+    with schema_context(site.schema):
+        StateAgent.objects.create(
+            workflow=workflow,
+            place="summarising",
+            agent=broken,
+            auto_activity="summarised",
+            on_failure_activity="summarised",
+        )
+        StateAgent.objects.create(workflow=workflow, place="checking", agent=broken, enabled=False)
+        resource = resource_create(
+            workflow=workflow, data={}, metadata={}, actor="tests", schema_name=site.schema
+        )
+        activity_fire(
+            resource=resource,
+            activity_id="submit",
+            data=None,
+            actor="tests",
+            schema_name=site.schema,
+        )
+    fake_llm.script(broken_key, {"status": 401, "message": "bad key"})
+    spawn_worker()
+
+    wait_for(lambda: _resource(site.schema, resource.pk).state == "checking", 20, "moved on")
+    with schema_context(site.schema):
+        failure = Resource.objects.get(pk=resource.pk).history.get(kind="agent_failed")
+        assert failure.data["error_code"] == "authentication"
+        assert AgentRun.objects.get(resource=resource).status == "failed"
+
+
+def test_an_interval_agent_runs_again_until_its_maximum(
+    site: Any, spawn_worker: Any, fake_llm: Any
+) -> None:
+    poller, poller_key = site.agent()
+    workflow = site.workflow(review_flow(f"review-{uuid.uuid4().hex[:6]}"))
+    with schema_context(site.schema):
+        StateAgent.objects.create(
+            workflow=workflow,
+            place="draft",
+            agent=poller,
+            output_mapping={"data.last_poll": "output"},
+            interval_seconds=0.2,
+            max_executions=3,
+            merge_policy="commutative",
+        )
+        resource = resource_create(
+            workflow=workflow, data={}, metadata={}, actor="tests", schema_name=site.schema
+        )
+    fake_llm.script(poller_key, {"reply": "one"}, {"reply": "two"}, {"reply": "three"})
+    spawn_worker()
+
+    def applied() -> int:
+        with schema_context(site.schema):
+            return AgentRun.objects.filter(resource=resource, status="applied").count()
+
+    wait_for(lambda: applied() == 3, 20, "three polls")
+    assert _resource(site.schema, resource.pk).data == {"last_poll": "three"}
+    # The fourth trigger finds the maximum reached and starts nothing.
+    wait_for(lambda: _trigger_jobs() == {"succeeded": 4}, 10, "the fourth trigger done")
+    with schema_context(site.schema):
+        assert AgentRun.objects.filter(resource=resource).count() == 3
+
+
+def _trigger_jobs() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = %s "
+            "GROUP BY status",
+            ["workflow_bridge.trigger_state_agent"],
+        )
+        return {status: int(count) for status, count in cursor.fetchall()}
