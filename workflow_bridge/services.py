@@ -520,9 +520,13 @@ def state_agent_check(
         raise ValidationFailed("max_executions: a positive integer")
     retry = merged.get("retry")
     if retry is not None:
-        retry = parse_run_request(
-            {"execution_config": {"retry_config": retry}}, agent_ref="-"
-        ).retry
+        try:
+            retry = parse_run_request(
+                {"execution_config": {"retry_config": retry}}, agent_ref="-"
+            ).retry
+        except ValidationFailed as exc:
+            message = exc.message.replace("execution_config.retry_config", "retry")
+            raise ValidationFailed(message) from None
     fields = {
         "place": place,
         "agent": agent,

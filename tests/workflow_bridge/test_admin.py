@@ -574,6 +574,8 @@ def test_binding_to_a_place_that_is_never_marked_shows_the_reason(alpha, browser
         ({"place": "a", "auto_activity": "split"}, "auto_activity", "does not start from 'a'"),
         ({"place": "a", "output_mapping": '{"status": "output"}'}, "output_mapping", "data."),
         ({"place": "a", "trigger_rules": '["no-such"]'}, "trigger_rules", "no rule 'no-such'"),
+        ({"place": "a", "retry": '{"max_retries": 2}'}, "retry", "retry.max_retries: unknown"),
+        ({"place": "a", "parameters": '{"temperature": 9}'}, "parameters", "between 0 and 2"),
     ):
         errors = form_errors(post(**fields))
         assert list(errors) == [field] and reason in errors[field][0], (fields, errors)

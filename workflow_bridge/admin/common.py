@@ -105,11 +105,13 @@ class JSONText(forms.JSONField):
         return pretty(value)
 
 
-def refusal(exc: DomainError, fields: Iterable[str], aliases: Mapping[str, str]) -> ValidationError:
+def refusal(
+    exc: DomainError, fields: Iterable[str], aliases: Mapping[str, str] | None = None
+) -> ValidationError:
     """A service's refusal as a form error on the field it names (``place: ...`` → the field
     ``place``; ``aliases`` maps the services' names to the form's), else on the whole form."""
     name = exc.message.partition(":")[0].split("[")[0].split(".")[0].strip()
-    name = aliases.get(name, name)
+    name = (aliases or {}).get(name, name)
     if name in set(fields):
         return ValidationError({name: exc.message})
     return ValidationError(exc.message)

@@ -130,8 +130,6 @@ class BindingForm(forms.ModelForm):
     """A binding's form: the model's fields, then the service's check of the whole binding."""
 
     service_fields: frozenset[str] = frozenset()
-    # Parts of the services' messages that are not the form's field names.
-    aliases = {"execution_config": "retry", "body": "workflow"}
 
     def service_data(self) -> dict[str, Any]:
         data = {
@@ -154,7 +152,7 @@ class BindingForm(forms.ModelForm):
             try:
                 self.check(workflow, self.service_data())
             except DomainError as exc:
-                raise refusal(exc, self.fields, self.aliases) from None
+                raise refusal(exc, self.fields) from None
         return data
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
