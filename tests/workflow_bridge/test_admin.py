@@ -399,6 +399,25 @@ def test_firing_an_available_activity_from_the_resource_page_moves_it(alpha, bro
     assert browser.get(url("workflow_bridge_resource_fire", resource.pk)).status_code == 405
 
 
+def test_firing_needs_the_pages_csrf_token(alpha, operator):
+    workflow = save(alpha.schema, review_flow(slug()))
+    resource = create(alpha.schema, workflow)
+    browser = Client(HTTP_HOST=alpha.host, enforce_csrf_checks=True)
+    with schema_context(alpha.schema):
+        browser.force_login(operator)
+    fire_url = url("workflow_bridge_resource_fire", resource.pk)
+    assert browser.post(fire_url, {"activity": "submit"}).status_code == 403  # forged
+    with schema_context(alpha.schema):
+        resource.refresh_from_db()
+        assert resource.state == "draft"
+    form = read_form(browser.get(url("workflow_bridge_resource_change", resource.pk)), "fire_form")
+    form["activity"] = "submit"
+    assert browser.post(fire_url, form).status_code == 302
+    with schema_context(alpha.schema):
+        resource.refresh_from_db()
+        assert resource.state == "summarising"
+
+
 def test_firing_needs_the_run_permission(alpha):
     workflow = save(alpha.schema, review_flow(slug()))
     resource = create(alpha.schema, workflow)
