@@ -1,5 +1,6 @@
 """The operator console: a small page (no external assets) where a tenant operator picks an
-agent, runs it, watches the answer stream over the WebSocket, and browses past executions.
+agent, runs it, watches the answer stream over the WebSocket, and browses past executions;
+and picks a workflow's resource to watch it move (state, history, agent runs) as it happens.
 
 The page talks to the same public interfaces as any client (REST and WebSocket) with a
 short-lived tenant JWT minted here for the signed-in operator, with the role their Django

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from agents.core.requests import parse_run_request
 from agents.models import Agent
@@ -41,6 +42,7 @@ from workflow_bridge.models import (
 )
 from workflow_bridge.net import analyze
 from workflow_bridge.rules import check_rule, latest_rules
+from workflow_bridge.selectors import marked_places_in_use
 
 # ---- workflows ----
 
@@ -62,7 +64,7 @@ def workflow_save(
     """Create a workflow from its definition (the workflow file's content), or store a changed
     definition as its next version. A change may not remove a place that holds tokens of a
     resource. Rules listed in the definition are stored (a changed rule: a new version)."""
-    compiled = compile_definition(definition)
+    compiled = workflow_check(definition=definition, workflow=workflow)
     slug = str(definition.get("slug") or "")
     with transaction.atomic():
         if workflow is None:
@@ -107,15 +109,67 @@ def workflow_save(
     return workflow
 
 
-def _refuse_removing_marked_places(workflow: Workflow, compiled: Compiled) -> None:
-    kept = set(compiled.net.places)
-    for resource in Resource.objects.filter(workflow=workflow).only("id", "marking"):
-        lost = sorted(set(marked_places(resource.marking)) - kept)
-        if lost:
-            raise ValidationFailed(
-                f"places: {lost[0]!r} holds tokens of resource {resource.pk}; "
-                "move them before removing the place"
+def workflow_check(*, definition: dict[str, Any], workflow: Workflow | None = None) -> Compiled:
+    """What :func:`workflow_save` refuses, refused the same way, storing nothing: a definition
+    that does not compile, a rule that does not check, a slug another workflow has, a change
+    that removes a place holding tokens. The message names the field (``rules[1].condition:
+    ...``), so a form can show it where it belongs. Returns the compiled definition."""
+    compiled = compile_definition(definition)
+    slug = str(definition.get("slug") or "")
+    taken = Workflow.objects.filter(slug=slug)
+    if workflow is not None:
+        taken = taken.exclude(pk=workflow.pk)
+    if taken.exists():
+        raise Conflict(f"slug: a workflow {slug!r} already exists")
+    for index, rule in enumerate(definition.get("rules") or []):
+        try:
+            check_rule(rule)
+        except ValidationFailed as exc:
+            field, _, message = exc.message.partition(":")
+            where = f"rules[{index}]" if field == "rule" else f"rules[{index}].{field}"
+            raise ValidationFailed(f"{where}:{message}") from None
+    if workflow is not None:
+        _refuse_removing_marked_places(workflow, compiled)
+    return compiled
+
+
+def workflow_delete(*, workflow: Workflow, actor: str, schema_name: str) -> None:
+    """Delete a workflow with its versions, rules and agent bindings. Refused (``Conflict``)
+    while it has resources: their history would go with it."""
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        count = Resource.objects.filter(workflow=locked).count()
+        if count:
+            raise Conflict(
+                f"workflow {locked.slug!r} has {count} resource{'s' if count != 1 else ''}; "
+                "a workflow with resources cannot be deleted"
             )
+        try:
+            locked.delete()
+        except ProtectedError:  # a resource created since the count
+            raise Conflict(
+                f"workflow {locked.slug!r} has resources; a workflow with resources cannot be "
+                "deleted"
+            ) from None
+    audit_record(
+        schema_name=schema_name,
+        actor=actor,
+        action="workflow.delete",
+        target_type="workflow",
+        target_id=workflow.pk,
+        details={"slug": locked.slug, "version": locked.version},
+    )
+
+
+def _refuse_removing_marked_places(workflow: Workflow, compiled: Compiled) -> None:
+    # Two indexed queries, not a walk over every resource (an admin form asks this too).
+    lost = sorted(set(marked_places_in_use(workflow_id=workflow.pk)) - set(compiled.net.places))
+    if lost:
+        holder = Resource.objects.filter(workflow=workflow, marking__has_key=lost[0]).first()
+        raise ValidationFailed(
+            f"places: {lost[0]!r} holds tokens of resource {holder.pk if holder else '?'}; "
+            "move them before removing the place"
+        )
 
 
 # ---- rules ----
@@ -427,6 +481,20 @@ def state_agent_save(
     """Bind an agent to a place (or change a binding). Refused, with the reason: a place the
     workflow does not have or that can never be marked (the net's analysis), an unknown agent,
     rules or activities, mappings that do not write to ``data.*``/``metadata.*``."""
+    fields = state_agent_check(workflow=workflow, data=data, binding=binding)
+    if binding is None:
+        return StateAgent.objects.create(workflow=workflow, **fields)
+    for name, value in fields.items():
+        setattr(binding, name, value)
+    binding.save(update_fields=[*fields, "updated_at"])
+    return binding
+
+
+def state_agent_check(
+    *, workflow: Workflow, data: dict[str, Any], binding: StateAgent | None = None
+) -> dict[str, Any]:
+    """The fields :func:`state_agent_save` would store, or its refusal, storing nothing (an
+    admin form shows the reason on the field it names)."""
     if not isinstance(data, dict):
         raise ValidationFailed("body: must be a JSON object")
     _unknown(data, STATE_AGENT_FIELDS)
@@ -461,9 +529,13 @@ def state_agent_save(
         raise ValidationFailed("max_executions: a positive integer")
     retry = merged.get("retry")
     if retry is not None:
-        retry = parse_run_request(
-            {"execution_config": {"retry_config": retry}}, agent_ref="-"
-        ).retry
+        try:
+            retry = parse_run_request(
+                {"execution_config": {"retry_config": retry}}, agent_ref="-"
+            ).retry
+        except ValidationFailed as exc:
+            message = exc.message.replace("execution_config.retry_config", "retry")
+            raise ValidationFailed(message) from None
     fields = {
         "place": place,
         "agent": agent,
@@ -486,14 +558,12 @@ def state_agent_save(
         "merge_policy": merge_policy,
         "enabled": bool(merged.get("enabled", True)),
     }
-    if binding is None:
-        if StateAgent.objects.filter(workflow=workflow, place=place, agent=agent).exists():
-            raise Conflict(f"agent {agent.slug!r} is already bound to {place!r}")
-        return StateAgent.objects.create(workflow=workflow, **fields)
-    for name, value in fields.items():
-        setattr(binding, name, value)
-    binding.save()
-    return binding
+    others = StateAgent.objects.filter(workflow=workflow, place=place, agent=agent)
+    if binding is not None:
+        others = others.exclude(pk=binding.pk)
+    if others.exists():
+        raise Conflict(f"agent {agent.slug!r} is already bound to {place!r}")
+    return fields
 
 
 def _binding_fields(binding: StateAgent | ActivityAgent) -> dict[str, Any]:
@@ -508,6 +578,19 @@ def activity_agent_save(
 ) -> ActivityAgent:
     """Run an agent as part of an activity (or change that); refused for an unknown activity
     or agent, or a mapping that does not write to ``data.*``/``metadata.*``."""
+    fields = activity_agent_check(workflow=workflow, data=data, binding=binding)
+    if binding is None:
+        return ActivityAgent.objects.create(workflow=workflow, **fields)
+    for name, value in fields.items():
+        setattr(binding, name, value)
+    binding.save(update_fields=[*fields, "updated_at"])
+    return binding
+
+
+def activity_agent_check(
+    *, workflow: Workflow, data: dict[str, Any], binding: ActivityAgent | None = None
+) -> dict[str, Any]:
+    """The fields :func:`activity_agent_save` would store, or its refusal, storing nothing."""
     if not isinstance(data, dict):
         raise ValidationFailed("body: must be a JSON object")
     _unknown(data, ACTIVITY_AGENT_FIELDS)
@@ -526,14 +609,12 @@ def activity_agent_save(
         "required": bool(merged.get("required", True)),
         "enabled": bool(merged.get("enabled", True)),
     }
-    if binding is None:
-        if ActivityAgent.objects.filter(workflow=workflow, activity=activity, agent=agent).exists():
-            raise Conflict(f"agent {agent.slug!r} already runs for {activity!r}")
-        return ActivityAgent.objects.create(workflow=workflow, **fields)
-    for name, value in fields.items():
-        setattr(binding, name, value)
-    binding.save()
-    return binding
+    others = ActivityAgent.objects.filter(workflow=workflow, activity=activity, agent=agent)
+    if binding is not None:
+        others = others.exclude(pk=binding.pk)
+    if others.exists():
+        raise Conflict(f"agent {agent.slug!r} already runs for {activity!r}")
+    return fields
 
 
 def available_activities(resource: Resource) -> list[dict[str, Any]]:

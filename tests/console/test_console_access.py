@@ -79,3 +79,11 @@ def test_anonymous_and_inactive_users_are_sent_to_sign_in(alpha):
         browser.force_login(inactive)
     response = browser.get("/console/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_console_has_the_workflows_section_and_loads_nothing_from_elsewhere(alpha):
+    user = make_user(alpha.schema, "wf-watcher", "agents.view_execution")
+    html = client_for(user, alpha.schema, alpha.host).get("/console/").content.decode()
+    for test_id in ("workflow-select", "resource-select", "resource-state", "resource-history"):
+        assert f'data-testid="{test_id}"' in html, test_id
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', html)
