@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from agents.core.requests import parse_run_request
+from agents.models import Agent
 from agents.services.agents import agent_get
 from config.errors import Conflict, NotFound, ValidationFailed
 from tenants.audit.services import audit_record
@@ -41,14 +42,12 @@ from workflow_bridge.models import (
 from workflow_bridge.net import analyze
 from workflow_bridge.rules import check_rule, latest_rules
 
+# Reads live in workflow_bridge.selectors; these two stay importable from here for code that
+# looked them up here before they moved.
+from workflow_bridge.selectors import resource_get as resource_get
+from workflow_bridge.selectors import workflow_get as workflow_get
+
 # ---- workflows ----
-
-
-def workflow_get(ref: str) -> Workflow:
-    workflow = Workflow.objects.filter(pk=ref).first() or Workflow.objects.filter(slug=ref).first()
-    if workflow is None:
-        raise NotFound("Workflow not found.")
-    return workflow
 
 
 def compiled_of(workflow: Workflow) -> Compiled:
@@ -79,6 +78,8 @@ def workflow_save(
             workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
             if definition == workflow.definition:
                 return workflow
+            if slug != workflow.slug and Workflow.objects.filter(slug=slug).exists():
+                raise Conflict(f"slug: a workflow {slug!r} already exists")
             _refuse_removing_marked_places(workflow, compiled)
             workflow.slug = slug
             workflow.name = str(definition.get("name") or slug)
@@ -93,8 +94,14 @@ def workflow_save(
             definition=definition,
             created_by=actor[:200],
         )
-        for rule in definition.get("rules") or []:
-            rule_save(workflow=workflow, data=rule, actor=actor)
+        for index, rule in enumerate(definition.get("rules") or []):
+            try:
+                rule_save(workflow=workflow, data=rule, actor=actor)
+            except ValidationFailed as exc:  # name the rule: "rules[1].condition: ..."
+                where = f"rules[{index}]"
+                raise ValidationFailed(
+                    f"{where}.{exc.message}", details={where: [exc.message]}
+                ) from None
     audit_record(
         schema_name=schema_name,
         actor=actor,
@@ -104,6 +111,32 @@ def workflow_save(
         details={"version": workflow.version},
     )
     return workflow
+
+
+def workflow_delete(*, workflow: Workflow, actor: str, schema_name: str) -> None:
+    """Delete a workflow with its versions, rules and agent bindings; refused (409) while it
+    has resources. The workflow's row is locked first: a resource being created at the same
+    time holds a key-share lock on it, so one of the two waits for the other."""
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().filter(pk=workflow.pk).first()
+        if locked is None:
+            raise NotFound("Workflow not found.")
+        count = Resource.objects.filter(workflow=locked).count()
+        if count:
+            raise Conflict(
+                f"workflow {locked.slug!r} has {count} resource{'s' if count != 1 else ''}; "
+                "it can be deleted once it has none",
+                details={"resources": count},
+            )
+        locked.delete()
+    audit_record(
+        schema_name=schema_name,
+        actor=actor,
+        action="workflow.delete",
+        target_type="workflow",
+        target_id=workflow.pk,
+        details={"slug": workflow.slug, "version": workflow.version},
+    )
 
 
 def _refuse_removing_marked_places(workflow: Workflow, compiled: Compiled) -> None:
@@ -189,16 +222,6 @@ def resource_create(
 def _object(value: Any, field: str) -> None:
     if value is not None and not isinstance(value, dict):
         raise ValidationFailed(f"{field}: must be a JSON object")
-
-
-def resource_get(resource_id: str, *, workflow: Workflow | None = None) -> Resource:
-    queryset = Resource.objects.select_related("workflow")
-    if workflow is not None:
-        queryset = queryset.filter(workflow=workflow)
-    resource = queryset.filter(pk=resource_id).first()
-    if resource is None:
-        raise NotFound("Resource not found.")
-    return resource
 
 
 @dataclass(frozen=True)
@@ -393,6 +416,25 @@ def _seconds(value: Any, field: str) -> float | None:
     return float(value)
 
 
+def _flag(value: Any, field: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValidationFailed(f"{field}: must be true or false")
+    return value
+
+
+def _agent(ref: Any) -> Agent:
+    """The bound agent, by id or slug; a reference to no agent of this tenant names the field
+    (a 400 of the binding, not a 404 of the URL)."""
+    if not isinstance(ref, str) or not ref:
+        raise ValidationFailed("agent: required (an agent's id or slug)")
+    try:
+        return agent_get(ref)
+    except NotFound:
+        raise ValidationFailed(f"agent: no agent {ref!r} in this tenant") from None
+
+
 def _activity_from(compiled: Compiled, activity: Any, place: str, field: str) -> str:
     """An activity that exists and can start from ``place`` (a token there enables one of its
     transitions' input arcs)."""
@@ -432,7 +474,7 @@ def state_agent_save(
             f"place: {place!r} can never be marked from the workflow's initial marking, so an "
             "agent bound there would never run"
         )
-    agent = agent_get(str(merged.get("agent") or ""))
+    agent = _agent(merged.get("agent"))
     trigger_rules = merged.get("trigger_rules") or []
     if not isinstance(trigger_rules, list) or not all(isinstance(r, str) for r in trigger_rules):
         raise ValidationFailed("trigger_rules: must be a list of rule ids")
@@ -475,11 +517,14 @@ def state_agent_save(
         "max_executions": max_executions,
         "retry": retry,
         "merge_policy": merge_policy,
-        "enabled": bool(merged.get("enabled", True)),
+        "enabled": _flag(merged.get("enabled"), "enabled", True),
     }
+    same = StateAgent.objects.filter(workflow=workflow, place=place, agent=agent)
+    if binding is not None:
+        same = same.exclude(pk=binding.pk)
+    if same.exists():
+        raise Conflict(f"agent {agent.slug!r} is already bound to {place!r}")
     if binding is None:
-        if StateAgent.objects.filter(workflow=workflow, place=place, agent=agent).exists():
-            raise Conflict(f"agent {agent.slug!r} is already bound to {place!r}")
         return StateAgent.objects.create(workflow=workflow, **fields)
     for name, value in fields.items():
         setattr(binding, name, value)
@@ -507,24 +552,33 @@ def activity_agent_save(
     activity = merged.get("activity")
     if not isinstance(activity, str) or activity not in compiled.activities:
         raise ValidationFailed(f"activity: no activity {activity!r} in this workflow")
-    agent = agent_get(str(merged.get("agent") or ""))
+    agent = _agent(merged.get("agent"))
     fields = {
         "activity": activity,
         "agent": agent,
         "input_mapping": _mapping(merged.get("input_mapping"), "input_mapping"),
         "output_mapping": check_output_mapping(merged.get("output_mapping") or {}),
         "parameters": _parameters(merged.get("parameters")),
-        "required": bool(merged.get("required", True)),
-        "enabled": bool(merged.get("enabled", True)),
+        "required": _flag(merged.get("required"), "required", True),
+        "enabled": _flag(merged.get("enabled"), "enabled", True),
     }
+    same = ActivityAgent.objects.filter(workflow=workflow, activity=activity, agent=agent)
+    if binding is not None:
+        same = same.exclude(pk=binding.pk)
+    if same.exists():
+        raise Conflict(f"agent {agent.slug!r} already runs for {activity!r}")
     if binding is None:
-        if ActivityAgent.objects.filter(workflow=workflow, activity=activity, agent=agent).exists():
-            raise Conflict(f"agent {agent.slug!r} already runs for {activity!r}")
         return ActivityAgent.objects.create(workflow=workflow, **fields)
     for name, value in fields.items():
         setattr(binding, name, value)
     binding.save()
     return binding
+
+
+def agent_binding_delete(*, binding: StateAgent | ActivityAgent) -> None:
+    """Unbind an agent. Runs it already started go on (their link to the binding is cleared);
+    a state agent's result is then not applied, and its run says why."""
+    binding.delete()
 
 
 def available_activities(resource: Resource) -> list[dict[str, Any]]:
