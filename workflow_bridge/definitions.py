@@ -124,6 +124,14 @@ def compile_definition(definition: Any) -> Compiled:
     slug = definition.get("slug")
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise _fail("slug", "lowercase letters, digits and hyphens (1-100)")
+    name = definition.get("name")
+    if name is not None and (
+        not isinstance(name, str) or len(name) > 200 or not name.isprintable()
+    ):
+        raise _fail("name", "must be a string of at most 200 characters, no control characters")
+    description = definition.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _fail("description", "must be a string")
     rules = definition.get("rules") or []
     if not isinstance(rules, list):
         raise _fail("rules", "must be a list of rules")

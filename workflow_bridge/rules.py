@@ -26,6 +26,16 @@ def check_rule(data: Any) -> tuple[str, dict[str, Any], list[str]]:
     rule_id = data.get("id")
     if not isinstance(rule_id, str) or not SLUG_RE.match(rule_id):
         raise ValidationFailed("id: lowercase letters, digits and hyphens (1-100)")
+    name = data.get("name")
+    if name is not None and (
+        not isinstance(name, str) or len(name) > 200 or not name.isprintable()
+    ):
+        raise ValidationFailed(
+            "name: must be a string of at most 200 characters, no control characters"
+        )
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ValidationFailed("description: must be a string")
     condition = data.get("condition")
     try:
         parse_condition(condition)

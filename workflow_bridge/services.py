@@ -44,14 +44,12 @@ from workflow_bridge.net import analyze
 from workflow_bridge.rules import check_rule, latest_rules
 from workflow_bridge.selectors import marked_places_in_use
 
+# Reads live in workflow_bridge.selectors; these two stay importable from here for code that
+# looked them up here before they moved.
+from workflow_bridge.selectors import resource_get as resource_get
+from workflow_bridge.selectors import workflow_get as workflow_get
+
 # ---- workflows ----
-
-
-def workflow_get(ref: str) -> Workflow:
-    workflow = Workflow.objects.filter(pk=ref).first() or Workflow.objects.filter(slug=ref).first()
-    if workflow is None:
-        raise NotFound("Workflow not found.")
-    return workflow
 
 
 def compiled_of(workflow: Workflow) -> Compiled:
@@ -82,6 +80,8 @@ def workflow_save(
             workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
             if definition == workflow.definition:
                 return workflow
+            if slug != workflow.slug and Workflow.objects.filter(slug=slug).exists():
+                raise Conflict(f"slug: a workflow {slug!r} already exists")
             _refuse_removing_marked_places(workflow, compiled)
             workflow.slug = slug
             workflow.name = str(definition.get("name") or slug)
@@ -96,8 +96,14 @@ def workflow_save(
             definition=definition,
             created_by=actor[:200],
         )
-        for rule in definition.get("rules") or []:
-            rule_save(workflow=workflow, data=rule, actor=actor)
+        for index, rule in enumerate(definition.get("rules") or []):
+            try:
+                rule_save(workflow=workflow, data=rule, actor=actor)
+            except ValidationFailed as exc:  # name the rule: "rules[1].condition: ..."
+                where = f"rules[{index}]"
+                raise ValidationFailed(
+                    f"{where}.{exc.message}", details={where: [exc.message]}
+                ) from None
     audit_record(
         schema_name=schema_name,
         actor=actor,
@@ -134,15 +140,19 @@ def workflow_check(*, definition: dict[str, Any], workflow: Workflow | None = No
 
 
 def workflow_delete(*, workflow: Workflow, actor: str, schema_name: str) -> None:
-    """Delete a workflow with its versions, rules and agent bindings. Refused (``Conflict``)
-    while it has resources: their history would go with it."""
+    """Delete a workflow with its versions, rules and agent bindings; refused (409) while it
+    has resources. The workflow's row is locked first: a resource being created at the same
+    time holds a key-share lock on it, so one of the two waits for the other."""
     with transaction.atomic():
-        locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        locked = Workflow.objects.select_for_update().filter(pk=workflow.pk).first()
+        if locked is None:
+            raise NotFound("Workflow not found.")
         count = Resource.objects.filter(workflow=locked).count()
         if count:
             raise Conflict(
                 f"workflow {locked.slug!r} has {count} resource{'s' if count != 1 else ''}; "
-                "a workflow with resources cannot be deleted"
+                "it can be deleted once it has none",
+                details={"resources": count},
             )
         try:
             locked.delete()
@@ -244,16 +254,6 @@ def resource_create(
 def _object(value: Any, field: str) -> None:
     if value is not None and not isinstance(value, dict):
         raise ValidationFailed(f"{field}: must be a JSON object")
-
-
-def resource_get(resource_id: str, *, workflow: Workflow | None = None) -> Resource:
-    queryset = Resource.objects.select_related("workflow")
-    if workflow is not None:
-        queryset = queryset.filter(workflow=workflow)
-    resource = queryset.filter(pk=resource_id).first()
-    if resource is None:
-        raise NotFound("Resource not found.")
-    return resource
 
 
 @dataclass(frozen=True)
@@ -440,12 +440,15 @@ def _parameters(value: Any) -> dict[str, Any]:
         raise ValidationFailed(exc.message.replace("input.parameters", "parameters")) from None
 
 
-def bound_agent(value: Any) -> Agent:
-    """The agent a binding names (id or slug); ``ValidationFailed`` naming the field."""
+def bound_agent(ref: Any) -> Agent:
+    """The agent a binding names, by id or slug; a reference to no agent of this tenant names
+    the field (a 400 of the binding, not a 404 of the URL)."""
+    if not isinstance(ref, str) or not ref:
+        raise ValidationFailed("agent: required (an agent's id or slug)")
     try:
-        return agent_get(str(value or ""))
+        return agent_get(ref)
     except NotFound:
-        raise ValidationFailed(f"agent: no agent {value!r} in this tenant") from None
+        raise ValidationFailed(f"agent: no agent {ref!r} in this tenant") from None
 
 
 def _seconds(value: Any, field: str) -> float | None:
@@ -454,6 +457,14 @@ def _seconds(value: Any, field: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValidationFailed(f"{field}: must be a number of seconds, 0 or more")
     return float(value)
+
+
+def _flag(value: Any, field: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValidationFailed(f"{field}: must be true or false")
+    return value
 
 
 def _activity_from(compiled: Compiled, activity: Any, place: str, field: str) -> str:
@@ -556,7 +567,7 @@ def state_agent_check(
         "max_executions": max_executions,
         "retry": retry,
         "merge_policy": merge_policy,
-        "enabled": bool(merged.get("enabled", True)),
+        "enabled": _flag(merged.get("enabled"), "enabled", True),
     }
     others = StateAgent.objects.filter(workflow=workflow, place=place, agent=agent)
     if binding is not None:
@@ -606,8 +617,8 @@ def activity_agent_check(
         "input_mapping": _mapping(merged.get("input_mapping"), "input_mapping"),
         "output_mapping": check_output_mapping(merged.get("output_mapping") or {}),
         "parameters": _parameters(merged.get("parameters")),
-        "required": bool(merged.get("required", True)),
-        "enabled": bool(merged.get("enabled", True)),
+        "required": _flag(merged.get("required"), "required", True),
+        "enabled": _flag(merged.get("enabled"), "enabled", True),
     }
     others = ActivityAgent.objects.filter(workflow=workflow, activity=activity, agent=agent)
     if binding is not None:
@@ -615,6 +626,12 @@ def activity_agent_check(
     if others.exists():
         raise Conflict(f"agent {agent.slug!r} already runs for {activity!r}")
     return fields
+
+
+def agent_binding_delete(*, binding: StateAgent | ActivityAgent) -> None:
+    """Unbind an agent. Runs it already started go on (their link to the binding is cleared);
+    a state agent's result is then not applied, and its run says why."""
+    binding.delete()
 
 
 def available_activities(resource: Resource) -> list[dict[str, Any]]:

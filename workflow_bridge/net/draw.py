@@ -175,12 +175,19 @@ def _arc(
     return parts, lowest
 
 
-def to_svg(net: Net, marking: Marking | None = None, *, highlight: Iterable[str] = ()) -> str:
+def to_svg(
+    net: Net,
+    marking: Marking | None = None,
+    *,
+    highlight: Iterable[str] = (),
+    title: str | None = None,
+) -> str:
     """The net drawn as SVG, with ``marking`` (default: the initial marking) in its places.
 
     Transitions enabled in that marking are drawn green; places and transitions named in
-    ``highlight`` (e.g. the one just fired) orange. Raises :class:`NetError` for a marking
-    with tokens outside the net or a highlighted id that is neither a place nor a transition.
+    ``highlight`` (e.g. the one just fired) orange. ``title`` (default: the net's id) names
+    the drawing, e.g. the workflow's name. Raises :class:`NetError` for a marking with tokens
+    outside the net or a highlighted id that is neither a place nor a transition.
     """
     shown = net.initial_marking if marking is None else marking
     net.check_marking(shown)
@@ -207,8 +214,8 @@ def to_svg(net: Net, marking: Marking | None = None, *, highlight: Iterable[str]
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
-        f'aria-label="{_attr("Petri net " + net.id)}" font-family="sans-serif">',
-        f"<title>{escape(net.id)}</title>",
+        f'aria-label="{_attr("Petri net " + (title or net.id))}" font-family="sans-serif">',
+        f"<title>{escape(title or net.id)}</title>",
         f'<defs><marker id="{ARROW_ID}" viewBox="0 0 10 10" refX="10" refY="5" '
         'markerWidth="8" markerHeight="8" orient="auto">'
         f'<path d="M 0 0 L 10 5 L 0 10 z" fill="{INK}"/></marker></defs>',
