@@ -23,4 +23,5 @@ urlpatterns = [
     path("api/docs/", ApiDocsView.as_view(), name="api-docs"),
     path("", include("tenants.urls")),
     path("", include("agents.urls")),
+    path("", include("workflow_bridge.stream_urls")),
 ]
