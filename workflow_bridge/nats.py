@@ -285,15 +285,16 @@ class Publisher:
         servers = [s.strip() for s in settings.NATS_URL.split(",") if s.strip()]
         timeout = settings.NATS_CONNECT_TIMEOUT_SECONDS
         # nats-py retries the first connection forever unless max_reconnect_attempts is
-        # positive; the outer timeout is a guard on top. After 3 failed reconnects the client
-        # closes itself and the next job connects afresh (after the backoff).
-        async with asyncio.timeout(timeout * (len(servers) + 1) + 1):
+        # positive. With 1, a server is tried twice, 0.5 s apart (a refused connection fails
+        # in about half a second); a lost connection is tried twice again, then the client
+        # closes and the next job connects afresh after the backoff. The timeout is a guard.
+        async with asyncio.timeout(2 * timeout * len(servers) + 1):
             client = await nats.connect(
                 servers=servers,
                 name="circuit-breaker-agents",
                 connect_timeout=timeout,
-                max_reconnect_attempts=3,
-                reconnect_time_wait=1,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.5,
                 error_cb=quiet,
             )
         self._client = client

@@ -14,7 +14,8 @@ the event as JSON (``workflow_bridge.events.WorkflowEventPayload``). ``Last-Even
 resource can always be moved again): ``: keep-alive`` comments are sent after
 ``SSE_HEARTBEAT_SECONDS`` of silence. If the database stays away longer than
 ``STREAM_DB_PATIENCE_SECONDS`` the stream ends with an ``error`` event without ``id``
-(``code: stream_interrupted``, ``retryable: true``): reconnect with ``Last-Event-ID``.
+(``code: stream_interrupted``, ``retryable: true``): reconnect with ``Last-Event-ID``. The
+stream opens with ``retry: 2000`` (how soon an EventSource reconnects).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ async def sse_workflow_events(
     subject: dict[str, str],
 ) -> AsyncIterator[bytes]:
     """Frame followed events (``subject`` names the stream in an interruption notice)."""
+    # Sent at once: daphne holds the response headers back until the first body bytes, and a
+    # quiet stream would otherwise look dead to its client until the first keep-alive.
+    yield f"retry: {RECONNECT_MS}\n\n".encode()
     try:
         async for event in events:
             if event is None:
