@@ -18,7 +18,7 @@ from tests.workflow_bridge.events.conftest import Review, expected_cascade, free
 from workflow_bridge.models import EventOutbox, StateAgent
 from workflow_bridge.nats import publish_pending
 
-pytestmark = pytest.mark.usefixtures("clean_outbox")
+pytestmark = pytest.mark.usefixtures("clean_outbox", "purged")
 
 Message = tuple[str, str, dict[str, Any]]  # subject, Nats-Msg-Id, payload
 
@@ -55,6 +55,31 @@ async def _stored(url: str, subjects: str) -> list[Message]:
 
 def stored(url: str, subjects: str) -> list[Message]:
     return asyncio.run(_stored(url, subjects))
+
+
+async def _purge(url: str, slug: str) -> None:
+    import nats
+
+    client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1)
+    try:
+        js = client.jetstream()
+        for stream, subjects in (
+            ("CB_WORKFLOWS", f"cb.workflows.{slug}.>"),
+            ("CB_AGENTS", "cb.agent.execute.alpha.>"),
+        ):
+            try:
+                await js.purge_stream(stream, subject=subjects)
+            except nats.js.errors.NotFoundError:
+                pass
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def purged(review: Review, nats_url: str) -> Any:
+    """The test's messages leave the (shared) NATS server with it."""
+    yield
+    asyncio.run(_purge(nats_url, review.workflow.slug))
 
 
 def _waiting(review: Review) -> int:
