@@ -23,6 +23,9 @@ Wire format: ``agents.ws_protocol``. Lifecycle of a connection:
 - Slow readers: messages go through a bounded outbox to one writer, which waits while daphne's
   send buffer is over its high-water mark; a client that stays that slow for
   ``SLOW_CONSUMER_SECONDS`` is disconnected with 4008, so memory per connection stays bounded.
+- Workflow events: ``subscribe_resource`` / ``subscribe_workflow`` follow a resource's or a
+  workflow's stored event log (``workflow_bridge.events``) from ``after``, like ``subscribe``
+  follows an execution's; they count towards the same ``MAX_FOLLOWERS``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -42,13 +46,18 @@ from agents.ws_protocol import (
     ExecuteArgs,
     ProtocolError,
     ServerMessage,
+    StreamKind,
     encode_event,
+    encode_workflow_event,
     error_message,
     event_message,
     parse_after,
     parse_execute,
     parse_execution_id,
     parse_request,
+    parse_resource_id,
+    parse_workflow_id,
+    workflow_event_message,
 )
 from agents.ws_transport import Follower, Outbox, Outgoing, Run, SlowConsumer, flow_control_for
 from config.database import database_unavailable
@@ -65,6 +74,8 @@ from tenants.channels import (
 from tenants.context import in_schema
 from tenants.credential_watch import CredentialWatch, watch_credential
 from tenants.roles import Permission
+from workflow_bridge.events import WorkflowEvent, follow_resource_events, follow_workflow_events
+from workflow_bridge.services import resource_get, workflow_get
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +95,8 @@ REQUIRED: dict[str, Permission] = {
     "execute": Permission.EXECUTIONS_RUN,
     "subscribe": Permission.EXECUTIONS_READ,
     "cancel": Permission.EXECUTIONS_CANCEL,
+    "subscribe_resource": Permission.WORKFLOWS_READ,
+    "subscribe_workflow": Permission.WORKFLOWS_READ,
 }
 
 
@@ -174,6 +187,8 @@ class AgentsConsumer(AsyncWebsocketConsumer):
                     refused.message,
                     execution_id=_short(payload.get("execution_id")),
                     request_id=_short(payload.get("request_id")) or "",
+                    resource_id=_short(payload.get("resource_id")),
+                    workflow_id=_short(payload.get("workflow_id")),
                 ) from None
         if kind == "auth":
             # Tenant and principal are fixed for the connection: no switching, not even back.
@@ -190,6 +205,20 @@ class AgentsConsumer(AsyncWebsocketConsumer):
             self._reply({"type": "unsubscribed", "execution_id": execution_id})
         elif kind == "cancel":
             await self._cancel(parse_execution_id(payload))
+        elif kind == "subscribe_resource":
+            await self._subscribe_resource(parse_resource_id(payload), parse_after(payload))
+        elif kind == "subscribe_workflow":
+            await self._subscribe_workflow(parse_workflow_id(payload), parse_after(payload))
+        elif kind == "unsubscribe_resource":
+            resource_id = parse_resource_id(payload)
+            self._stop_following(f"resource:{resource_id}")
+            self._reply({"type": "unsubscribed", "stream": "resource", "resource_id": resource_id})
+        elif kind == "unsubscribe_workflow":
+            workflow_id = parse_workflow_id(payload)
+            if f"workflow:{workflow_id}" not in self.followers:  # named by its slug
+                workflow_id = (await self._workflow(workflow_id)).pk
+            self._stop_following(f"workflow:{workflow_id}")
+            self._reply({"type": "unsubscribed", "stream": "workflow", "workflow_id": workflow_id})
 
     async def _authenticate(self, credential: str) -> None:
         try:
@@ -290,6 +319,97 @@ class AgentsConsumer(AsyncWebsocketConsumer):
             return await in_schema(self._schema(), execution_get, execution_id)
         except DomainError as exc:
             raise ProtocolError(exc.code, exc.message, execution_id=execution_id) from None
+
+    # ---- workflow event subscriptions ----
+
+    def _room_for(self, key: str, **ids: str) -> None:
+        if key not in self.followers and len(self.followers) >= MAX_FOLLOWERS:
+            raise ProtocolError(
+                "too_many_subscriptions", f"At most {MAX_FOLLOWERS} streams per connection.", **ids
+            )
+
+    async def _subscribe_resource(self, resource_id: str, after: int) -> None:
+        self._room_for(f"resource:{resource_id}", resource_id=resource_id)
+        try:
+            resource = await in_schema(self._schema(), resource_get, resource_id)
+        except DomainError as exc:  # another tenant's resource is simply not found
+            raise ProtocolError(exc.code, exc.message, resource_id=resource_id) from None
+        self._reply(
+            {"type": "subscribed", "stream": "resource", "resource_id": resource.pk, "after": after}
+        )
+        events = follow_resource_events(self._schema(), resource.pk, after=after)
+        self._follow_stream(f"resource:{resource.pk}", "resource", events, resource.pk)
+
+    async def _subscribe_workflow(self, workflow_ref: str, after: int) -> None:
+        workflow = await self._workflow(workflow_ref)
+        self._room_for(f"workflow:{workflow.pk}", workflow_id=workflow.pk)
+        self._reply(
+            {"type": "subscribed", "stream": "workflow", "workflow_id": workflow.pk, "after": after}
+        )
+        events = follow_workflow_events(self._schema(), workflow.pk, after=after)
+        self._follow_stream(f"workflow:{workflow.pk}", "workflow", events, workflow.pk)
+
+    async def _workflow(self, workflow_ref: str) -> Any:
+        """The connection's tenant's workflow (id or slug); another tenant's is not found."""
+        try:
+            return await in_schema(self._schema(), workflow_get, workflow_ref)
+        except DomainError as exc:
+            raise ProtocolError(exc.code, exc.message, workflow_id=workflow_ref) from None
+
+    def _follow_stream(
+        self,
+        key: str,
+        stream: StreamKind,
+        events: AsyncIterator[WorkflowEvent | None],
+        log_id: str,
+    ) -> None:
+        """Start (or restart) following a resource's or workflow's events under ``key``."""
+        self._stop_following(key)
+        follower = Follower()
+        follower.task = asyncio.create_task(self._stream_loop(follower, stream, events, log_id))
+        self.followers[key] = follower
+
+        def forget(_: asyncio.Task[None]) -> None:
+            if self.followers.get(key) is follower:
+                del self.followers[key]
+
+        follower.task.add_done_callback(forget)
+
+    async def _stream_loop(
+        self,
+        follower: Follower,
+        stream: StreamKind,
+        events: AsyncIterator[WorkflowEvent | None],
+        log_id: str,
+    ) -> None:
+        ids = {"resource_id": log_id} if stream == "resource" else {"workflow_id": log_id}
+        try:
+            async for event in events:
+                if follower.stopped:
+                    return
+                if event is not None:
+                    frame = encode_workflow_event(workflow_event_message(stream, event))
+                    await self.outbox.put_event(frame)
+        except asyncio.CancelledError:
+            raise
+        except DatabaseUnavailable:
+            interrupted = error_message(
+                "stream_interrupted",
+                f"Following the {stream} was interrupted (database unavailable); "
+                "subscribe again with after.",
+                **ids,
+            )
+            interrupted["retryable"] = True
+            self._reply(interrupted)
+        except Exception:
+            logger.exception("websocket %s follower failed", stream)
+            self._reply(
+                error_message(
+                    "stream_failed",
+                    f"Following the {stream} failed; subscribe again with after.",
+                    **ids,
+                )
+            )
 
     # ---- followers ----
 

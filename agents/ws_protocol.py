@@ -21,6 +21,21 @@ event means: drop the text of the chunks from ``discard_from_sequence`` on (that
 retried). ``error{code: "stream_interrupted", retryable: true}`` without ``seq`` means the
 server stopped following (database unavailable): ``subscribe{after}`` again. Close codes: 4401 unauthenticated, 4008 slow consumer, 1011 server
 error.
+
+Workflow events (``workflow_bridge.events``; permission ``workflows.read``):
+``subscribe_resource{resource_id, after?}`` follows one resource's events, ``after`` its last
+``seq``; ``subscribe_workflow{workflow_id, after?}`` (id or slug) follows the events of all the
+workflow's resources in commit order, ``after`` its last ``workflow_seq``;
+``unsubscribe_resource{resource_id}`` / ``unsubscribe_workflow{workflow_id}`` stop. Answers:
+``subscribed{stream, resource_id | workflow_id, after}`` before the replay, ``unsubscribed
+{stream, …}``; another tenant's id (or a missing one) is ``error{code: "not_found"}``. Each
+event is the stored event (``type`` = ``resource_created``, ``resource_activity_executed``,
+``agent_triggered``, …; ``seq``, ``workflow_seq``, ``resource_id``, ``workflow_id``,
+``workflow_slug``, ``kind``, ``actor``, ``activity``, ``from_marking``, ``to_marking``,
+``from_state``, ``to_state``, ``data``, ``execution_id``, ``timestamp``) plus ``stream``:
+``"resource"`` or ``"workflow"``, the subscription it came through (a client subscribed to
+both a resource and its workflow gets each of its events once per subscription). Workflow
+subscriptions do not end by themselves.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from agents.core.follow import StoredEvent
 from agents.engine.events import now_iso
+from workflow_bridge.events import WorkflowEvent
 
 MAX_ID_CHARS = 200
 MAX_REQUEST_ID_CHARS = 128
@@ -83,9 +99,46 @@ class PingRequest(TypedDict):
     type: Literal["ping"]
 
 
-ClientType = Literal["auth", "execute", "subscribe", "unsubscribe", "cancel", "ping"]
-CLIENT_TYPES: frozenset[str] = frozenset(
-    {"auth", "execute", "subscribe", "unsubscribe", "cancel", "ping"}
+class SubscribeResourceRequest(TypedDict):
+    type: Literal["subscribe_resource"]
+    resource_id: str
+    after: NotRequired[int]
+
+
+class SubscribeWorkflowRequest(TypedDict):
+    type: Literal["subscribe_workflow"]
+    workflow_id: str
+    after: NotRequired[int]
+
+
+class UnsubscribeResourceRequest(TypedDict):
+    type: Literal["unsubscribe_resource"]
+    resource_id: str
+
+
+class UnsubscribeWorkflowRequest(TypedDict):
+    type: Literal["unsubscribe_workflow"]
+    workflow_id: str
+
+
+ClientType = Literal[
+    "auth",
+    "execute",
+    "subscribe",
+    "unsubscribe",
+    "cancel",
+    "ping",
+    "subscribe_resource",
+    "subscribe_workflow",
+    "unsubscribe_resource",
+    "unsubscribe_workflow",
+]
+WORKFLOW_STREAM_TYPES: frozenset[str] = frozenset(
+    {"subscribe_resource", "subscribe_workflow", "unsubscribe_resource", "unsubscribe_workflow"}
+)
+CLIENT_TYPES: frozenset[str] = (
+    frozenset({"auth", "execute", "subscribe", "unsubscribe", "cancel", "ping"})
+    | WORKFLOW_STREAM_TYPES
 )
 
 # ---- server → client (replies; not events) ----
@@ -108,6 +161,8 @@ class ErrorMessage(TypedDict):
     code: str
     timestamp: str
     execution_id: NotRequired[str]
+    resource_id: NotRequired[str]
+    workflow_id: NotRequired[str]
     request_id: NotRequired[str]
     # true: try again (resubscribe with after); the failure was the server's, not the request's
     retryable: NotRequired[bool]
@@ -116,6 +171,19 @@ class ErrorMessage(TypedDict):
 class SubscribedMessage(TypedDict):
     type: Literal["subscribed", "unsubscribed"]
     execution_id: str
+    after: NotRequired[int]
+
+
+StreamKind = Literal["resource", "workflow"]
+
+
+class StreamSubscribedMessage(TypedDict):
+    """A workflow event subscription began (``after``) or ended."""
+
+    type: Literal["subscribed", "unsubscribed"]
+    stream: StreamKind
+    resource_id: NotRequired[str]
+    workflow_id: NotRequired[str]
     after: NotRequired[int]
 
 
@@ -182,14 +250,41 @@ class EventMessage(TypedDict):
     discard_from_sequence: NotRequired[int]
 
 
+class WorkflowEventMessage(TypedDict):
+    """A workflow event (``workflow_bridge.events.WorkflowEventPayload``) and the subscription
+    it came through."""
+
+    type: str
+    stream: StreamKind
+    seq: int
+    workflow_seq: int
+    resource_id: str
+    workflow_id: str
+    workflow_slug: str
+    kind: str
+    actor: str
+    activity: str | None
+    from_marking: dict[str, int]
+    to_marking: dict[str, int]
+    from_state: str | None
+    to_state: str | None
+    data: dict[str, Any] | None
+    execution_id: str | None
+    timestamp: str
+    # An event too large for one frame is sent with ``data: null`` and ``truncated: true``
+    # (encode_workflow_event); the full entry is in the resource's history.
+
+
 ServerMessage = (
     AuthSuccessMessage
     | AuthFailureMessage
     | ErrorMessage
     | SubscribedMessage
+    | StreamSubscribedMessage
     | CancelRequestedMessage
     | PongMessage
     | EventMessage
+    | WorkflowEventMessage
 )
 
 
@@ -197,29 +292,59 @@ class ProtocolError(Exception):
     """A request the server will not act on; answered with an ``error`` message."""
 
     def __init__(
-        self, code: str, message: str, *, execution_id: str | None = None, request_id: str = ""
+        self,
+        code: str,
+        message: str,
+        *,
+        execution_id: str | None = None,
+        request_id: str = "",
+        resource_id: str | None = None,
+        workflow_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.execution_id = execution_id
         self.request_id = request_id
+        self.resource_id = resource_id
+        self.workflow_id = workflow_id
 
     def as_message(self) -> ErrorMessage:
         return error_message(
-            self.code, self.message, execution_id=self.execution_id, request_id=self.request_id
+            self.code,
+            self.message,
+            execution_id=self.execution_id,
+            request_id=self.request_id,
+            resource_id=self.resource_id,
+            workflow_id=self.workflow_id,
         )
 
 
 def error_message(
-    code: str, error: str, *, execution_id: str | None = None, request_id: str | None = None
+    code: str,
+    error: str,
+    *,
+    execution_id: str | None = None,
+    request_id: str | None = None,
+    resource_id: str | None = None,
+    workflow_id: str | None = None,
 ) -> ErrorMessage:
     message: ErrorMessage = {"type": "error", "error": error, "code": code, "timestamp": now_iso()}
     if execution_id is not None:
         message["execution_id"] = execution_id
+    if resource_id is not None:
+        message["resource_id"] = resource_id
+    if workflow_id is not None:
+        message["workflow_id"] = workflow_id
     if request_id:
         message["request_id"] = request_id
     return message
+
+
+def workflow_event_message(stream: StreamKind, event: WorkflowEvent) -> WorkflowEventMessage:
+    """The wire message for one workflow event: the stored event as every transport sends
+    it, and the subscription it came through."""
+    return {**event.payload, "stream": stream}
 
 
 def event_message(
@@ -357,6 +482,14 @@ def parse_execution_id(payload: dict[str, Any]) -> str:
     return _string(payload, "execution_id", MAX_ID_CHARS, required=True) or ""
 
 
+def parse_resource_id(payload: dict[str, Any]) -> str:
+    return _string(payload, "resource_id", MAX_ID_CHARS, required=True) or ""
+
+
+def parse_workflow_id(payload: dict[str, Any]) -> str:
+    return _string(payload, "workflow_id", MAX_ID_CHARS, required=True) or ""
+
+
 def parse_after(payload: dict[str, Any]) -> int:
     after = payload.get("after", 0)
     if isinstance(after, bool) or not isinstance(after, int) or after < 0:
@@ -404,3 +537,12 @@ def encode_event(message: EventMessage, limit: int = MAX_OUTBOUND_BYTES) -> list
         keep = ("type", "execution_id", "seq", "timestamp", "code")
         text = _encode({k: v for k, v in slim.items() if k in keep})
     return [text]
+
+
+def encode_workflow_event(message: WorkflowEventMessage, limit: int = MAX_OUTBOUND_BYTES) -> str:
+    """One frame for a workflow event; one larger than ``limit`` loses its ``data`` (and says
+    ``truncated: true``)."""
+    text = _encode(dict(message))
+    if len(text.encode()) <= limit:
+        return text
+    return _encode({**message, "data": None, "truncated": True})

@@ -258,6 +258,34 @@ WS_CREDENTIAL_CHECK_SECONDS = env_float("WS_CREDENTIAL_CHECK_SECONDS", 5.0, mini
 # cascading (a cycle of auto activities must not run agents forever).
 WORKFLOW_MAX_AGENT_STREAK = env_int("WORKFLOW_MAX_AGENT_STREAK", 20, minimum=1)
 
+# ---- NATS JetStream (workflow events; off unless NATS_URL is set) ----
+# "nats://[user:password@]host:4222" (comma-separate a cluster's servers; tls:// for TLS).
+# When set, every workflow event is also written to an outbox in its own transaction and
+# published by the workers (workflow_bridge/nats.py); unset, nothing is written for NATS.
+NATS_URL = env_str("NATS_URL", "")
+for _server in filter(None, (item.strip() for item in NATS_URL.split(","))):
+    if not _server.startswith(("nats://", "tls://")):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"NATS_URL: {_server!r} must start with nats:// or tls://")
+# A connection attempt, and the wait for JetStream's acknowledgement of one message.
+NATS_CONNECT_TIMEOUT_SECONDS = env_float("NATS_CONNECT_TIMEOUT_SECONDS", 2.0, minimum=0.1)
+NATS_PUBLISH_TIMEOUT_SECONDS = env_float("NATS_PUBLISH_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# After a failure a worker leaves NATS alone for 1 s, then twice as long each time, up to this.
+NATS_RETRY_MAX_SECONDS = env_float("NATS_RETRY_MAX_SECONDS", 30.0, minimum=0.1)
+# Every this many seconds (a divisor of 60) a periodic job publishes what is still waiting
+# (events written while NATS was down, or whose publish job was lost).
+NATS_SWEEP_SECONDS = env_int("NATS_SWEEP_SECONDS", 10, minimum=1)
+if 60 % NATS_SWEEP_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("NATS_SWEEP_SECONDS must divide 60 (it is a cron seconds step)")
+# Deduplication window of the streams the platform creates (JetStream drops a message whose
+# Nats-Msg-Id it has seen within it): longer than any retry after a lost acknowledgement.
+NATS_DUPLICATE_WINDOW_SECONDS = env_float("NATS_DUPLICATE_WINDOW_SECONDS", 600.0, minimum=1)
+# Published outbox rows are kept this long (what went out, and when), then deleted.
+NATS_OUTBOX_RETENTION_HOURS = env_int("NATS_OUTBOX_RETENTION_HOURS", 24, minimum=1)
+
 # ---- REST framework ----
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.PrincipalAuthentication"],

@@ -24,4 +24,5 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("agents.urls")),
     path("", include("workflow_bridge.urls")),
+    path("", include("workflow_bridge.stream_urls")),
 ]

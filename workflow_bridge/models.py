@@ -130,10 +130,16 @@ class Resource(models.Model):
 
 class ResourceEvent(models.Model):
     """One entry of a resource's history, numbered from 1: who did what, when, from which
-    marking to which, with what data."""
+    marking to which, with what data.
+
+    It is also the event log the resource and workflow streams read (``workflow_bridge.events``):
+    ``seq`` numbers the resource's entries, ``workflow_seq`` the entries of all the resources of
+    its workflow; both in commit order, without gaps, so a cursor on either misses nothing."""
 
     resource = models.ForeignKey(Resource, on_delete=models.CASCADE, related_name="history")
     seq = models.PositiveIntegerField()
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="events")
+    workflow_seq = models.PositiveBigIntegerField()
     kind = models.CharField(max_length=32)
     actor = models.CharField(max_length=200, blank=True)
     activity = models.CharField(max_length=200, blank=True)
@@ -146,7 +152,10 @@ class ResourceEvent(models.Model):
     class Meta:
         ordering = ["resource", "seq"]
         constraints = [
-            models.UniqueConstraint(fields=["resource", "seq"], name="resourceevent_unique_seq")
+            models.UniqueConstraint(fields=["resource", "seq"], name="resourceevent_unique_seq"),
+            models.UniqueConstraint(
+                fields=["workflow", "workflow_seq"], name="resourceevent_unique_workflow_seq"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -293,3 +302,50 @@ class AgentRun(models.Model):
             "status": self.status,
             "reason": self.reason,
         }
+
+
+class WorkflowEventCounter(models.Model):
+    """The last ``workflow_seq`` given to an event of the workflow. Its row is locked from the
+    first event a transaction records until that transaction ends, so the workflow's events
+    commit in the order of their numbers (``workflow_bridge.events.next_workflow_seq``)."""
+
+    workflow = models.OneToOneField(
+        Workflow, primary_key=True, on_delete=models.CASCADE, related_name="event_counter"
+    )
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}: {self.last_seq}"
+
+
+class EventOutbox(models.Model):
+    """A message for NATS JetStream, written in the transaction of the event it carries (only
+    while ``NATS_URL`` is set) and marked published once JetStream has acknowledged it
+    (``workflow_bridge.nats``). ``msg_id`` is sent as ``Nats-Msg-Id``: a message published
+    again after a lost acknowledgement is dropped by JetStream as a duplicate."""
+
+    subject = models.CharField(max_length=255)
+    msg_id = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=models.Q(published_at__isnull=True),
+                name="eventoutbox_pending",
+            ),
+            models.Index(
+                fields=["published_at"],
+                condition=models.Q(published_at__isnull=False),
+                name="eventoutbox_published",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.msg_id}"

@@ -57,7 +57,7 @@ RECONNECT_MS = 2000
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-# ---- request handling shared by both views ----
+# ---- request handling shared by the SSE views (these and workflow_bridge.streams) ----
 
 
 class Refused(Exception):
@@ -65,7 +65,7 @@ class Refused(Exception):
         self.response = response
 
 
-async def _principal(request: HttpRequest, permission: Permission) -> Principal:
+async def require_principal(request: HttpRequest, permission: Permission) -> Principal:
     principal = getattr(request, "principal", None)
     if not isinstance(principal, Principal):
         raise Refused(
@@ -83,7 +83,7 @@ async def _principal(request: HttpRequest, permission: Permission) -> Principal:
     return principal
 
 
-def _allow(request: HttpRequest, method: str) -> None:
+def require_method(request: HttpRequest, method: str) -> None:
     if request.method != method:
         response = error_response(request, 405, "method_not_allowed", "Method not allowed.")
         response["Allow"] = method
@@ -126,7 +126,7 @@ def error_json(request: HttpRequest, exc: Exception) -> HttpResponse:
     return response
 
 
-def _cursor(request: HttpRequest) -> int:
+def stream_cursor(request: HttpRequest) -> int:
     raw = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
     try:
         after = int(raw)
@@ -245,8 +245,8 @@ async def agent_execute_stream(request: HttpRequest, agent_id: str) -> HttpRespo
     ``Idempotency-Key`` repeat gets the first run's stream from its start, never a second run.
     """
     try:
-        _allow(request, "POST")
-        principal = await _principal(request, Permission.EXECUTIONS_RUN)
+        require_method(request, "POST")
+        principal = await require_principal(request, Permission.EXECUTIONS_RUN)
         body = _json_body(request)
         policy = _disconnect_policy(request)
         handle = await start_run(
@@ -278,9 +278,9 @@ async def execution_stream_attach(
     """``GET /agents/{agent_id}/executions/{execution_id}/stream``: replay the stored events
     after the cursor (``Last-Event-ID`` or ``?after=N``), then follow until the end."""
     try:
-        _allow(request, "GET")
-        principal = await _principal(request, Permission.EXECUTIONS_READ)
-        after = _cursor(request)
+        require_method(request, "GET")
+        principal = await require_principal(request, Permission.EXECUTIONS_READ)
+        after = stream_cursor(request)
         schema = principal.schema_name
         execution = await in_schema(schema, _attach_target, agent_id, execution_id)
     except Exception as exc:

@@ -9,9 +9,10 @@ the same read from a cursor.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -27,6 +28,8 @@ BATCH = 500
 # After this long without an event, look at the execution's status: a run ended without a
 # terminal event (rows from before every ending wrote one) must not be followed forever.
 STATUS_CHECK_SECONDS = 15.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,59 @@ async def follow_events(
                             after = event.seq
                             yield event
                     return
+            timeout = POLL_SECONDS
+            if idle is not None:
+                timeout = min(timeout, max(idle - (loop.time() - last_event_at), 0.0))
+            try:
+                await asyncio.wait_for(wake.wait(), timeout)
+            except TimeoutError:
+                if idle is not None and loop.time() - last_event_at >= idle:
+                    last_event_at = loop.time()
+                    yield None
+
+
+async def _read_log(schema_name: str, read: Callable[[int], list[T]], after: int) -> list[T]:
+    return await in_schema(schema_name, read, after)
+
+
+async def follow_log(
+    schema_name: str,
+    log_id: str,
+    read: Callable[[int], list[T]],
+    cursor: Callable[[T], int],
+    *,
+    after: int = 0,
+    idle: float | None = None,
+    batch: int = BATCH,
+) -> AsyncIterator[T | None]:
+    """Follow any other numbered log that never ends (a resource's or a workflow's events):
+    yield its rows past ``after`` in order, then new ones as they are committed, until the
+    caller stops.
+
+    ``read(after)`` is sync and runs in ``schema_name``: the rows whose cursor is above
+    ``after``, oldest first, at most ``batch``; ``cursor(row)`` is a row's number. The log's
+    writers NOTIFY ``<schema>:<log_id>:<n>`` on one of the hub's event channels at COMMIT;
+    rows must commit in the order of their numbers (a row numbered below one already read is
+    never seen). ``idle`` and database outages as in :func:`follow_events`.
+    """
+    hub = get_hub()
+    loop = asyncio.get_running_loop()
+    with hub.waiter(schema_name, log_id) as wake:
+        last_event_at = loop.time()
+        while True:
+            wake.clear()  # clear before reading: a notify during the read is not lost
+            rows = await retry_while_down(
+                functools.partial(_read_log, schema_name, read, after),
+                patience=settings.STREAM_DB_PATIENCE_SECONDS,
+                what="reading an event log",
+            )
+            for row in rows:
+                after = cursor(row)
+                yield row
+            if rows:
+                last_event_at = loop.time()
+                if len(rows) >= batch:
+                    continue
             timeout = POLL_SECONDS
             if idle is not None:
                 timeout = min(timeout, max(idle - (loop.time() - last_event_at), 0.0))

@@ -1,8 +1,8 @@
 """One LISTEN connection per event loop (in practice per process), fanning notifications out to
 local waiters.
 
-Followers register an ``asyncio.Event`` per execution; a notification for that execution sets
-it. Runs executing in this process register their task, so a cancel notification (from any
+Followers register an ``asyncio.Event`` per log (an execution's, a resource's, a workflow's); a
+notification for that log sets it. Runs executing in this process register their task, so a cancel notification (from any
 process) cancels it here. If the LISTEN connection drops, the hub reconnects with backoff;
 followers also wake on a timeout, so a lost notification delays them, never loses an event.
 """
@@ -25,6 +25,12 @@ logger = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "execution_events"
 CANCEL_CHANNEL = "execution_cancel"
+# Other numbered logs whose writers NOTIFY ``<schema>:<log id>:<n>`` at COMMIT: the workflow
+# bridge's resource and workflow events. A log id names one log across all channels (execution
+# ids ``exec_…``, resources ``res_…``, workflows ``wf_…``), so every event channel wakes the
+# same waiters.
+WORKFLOW_EVENTS_CHANNEL = "workflow_events"
+EVENT_CHANNELS = frozenset({EVENTS_CHANNEL, WORKFLOW_EVENTS_CHANNEL})
 # How often the listener thread looks up from its connection to see if it should stop.
 LISTEN_POLL_SECONDS = 0.5
 
@@ -101,7 +107,8 @@ class EventHub:
         while not stop.is_set() and not loop.is_closed():
             try:
                 with psycopg.connect(**conninfo()) as conn:
-                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    for channel in sorted(EVENT_CHANNELS):
+                        conn.execute(f"LISTEN {channel}")
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     loop.call_soon_threadsafe(self._on_connected)
                     if lost_at is not None:
@@ -142,7 +149,7 @@ class EventHub:
         if len(parts) < 2:
             return
         key = (parts[0], parts[1])
-        if channel == EVENTS_CHANNEL:
+        if channel in EVENT_CHANNELS:
             self.wake(*key)
         elif channel == CANCEL_CHANNEL:
             if self.cancel_local(*key):

@@ -50,9 +50,14 @@ def defer(
     queue: str,
     priority: int = 0,
     schedule_in_seconds: float | None = None,
+    lock: str | None = None,
+    queueing_lock: str | None = None,
     **task_kwargs: str | int,
 ) -> int:
-    """Defer a job of ``task_name`` in the caller's transaction (sync). Returns its id."""
+    """Defer a job of ``task_name`` in the caller's transaction (sync). Returns its id.
+    ``lock``: jobs with the same lock run one at a time, in order; ``queueing_lock``: raises
+    procrastinate's ``AlreadyEnqueued`` while a job with that lock is waiting (a failed
+    INSERT: inside a transaction, catch it in a savepoint)."""
     delay: TimeDeltaParams | None = None
     if schedule_in_seconds is not None and schedule_in_seconds > 0:
         delay = {"milliseconds": int(schedule_in_seconds * 1000)}
@@ -62,6 +67,8 @@ def defer(
         queue=queue,
         priority=priority,
         schedule_in=delay,
+        lock=lock,
+        queueing_lock=queueing_lock,
     )
     return int(deferrer.defer(**task_kwargs))
 
