@@ -46,6 +46,8 @@ from workflow_bridge.net import (
 )
 
 FORMAT = "circuit-breaker/workflow@1"
+# /workflows/import is an endpoint: a workflow with that slug could not be read by it.
+RESERVED_SLUGS = frozenset({"import"})
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,98}[a-z0-9]$|^[a-z0-9]$")
 _KNOWN = frozenset(
     {
@@ -124,6 +126,8 @@ def compile_definition(definition: Any) -> Compiled:
     slug = definition.get("slug")
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise _fail("slug", "lowercase letters, digits and hyphens (1-100)")
+    if slug in RESERVED_SLUGS:
+        raise _fail("slug", f"{slug!r} is reserved (it names an endpoint: /workflows/{slug})")
     name = definition.get("name")
     if name is not None and (
         not isinstance(name, str) or len(name) > 200 or not name.isprintable()

@@ -11,6 +11,8 @@ RESOURCE = "resources/<str:resource_id>"
 
 urlpatterns = [
     path("workflows", workflows.WorkflowCollectionApi.as_view(), name="workflows"),
+    # Before workflows/<workflow_id>: "import" is reserved, never a workflow's slug.
+    path("workflows/import", workflows.WorkflowImportApi.as_view(), name="workflow-import"),
     path(WORKFLOW, workflows.WorkflowDetailApi.as_view(), name="workflow-detail"),
     path(
         f"{WORKFLOW}/versions",

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.api.common import MethodPermissions, principal_of, schema_of
+from config.errors import DomainError
 from tenants.roles import Permission
 from workflow_bridge.api.docs import openapi, openapi_body
 from workflow_bridge.api.inputs import WorkflowDefinitionBody, any_object
@@ -33,6 +34,7 @@ from workflow_bridge.api.outputs import (
     workflow_summary,
     workflow_version_json,
 )
+from workflow_bridge.files import FileFormat, load_workflow, parse_workflow_file
 from workflow_bridge.net import Marking, to_svg
 from workflow_bridge.selectors import (
     workflow_get,
@@ -210,3 +212,61 @@ class WorkflowDiagramApi(APIView):
         response["Content-Security-Policy"] = "default-src 'none'"
         response["Cache-Control"] = "no-store"
         return response
+
+
+# Media types a workflow file may be sent as; anything else is a 415.
+FILE_TYPES: dict[str, FileFormat] = {
+    "application/yaml": "yaml",
+    "application/x-yaml": "yaml",
+    "text/yaml": "yaml",
+    "text/x-yaml": "yaml",
+    "application/json": "json",
+}
+
+
+class WorkflowImportApi(APIView):
+    """``POST /workflows/import``: a workflow file (YAML or JSON, with its agent bindings) as
+    the request body, loaded as ``manage.py load_workflow`` does: created, or stored as its next
+    version when it changed; nothing stored unless all of it is valid."""
+
+    required_permission = Permission.WORKFLOWS_WRITE
+    # The body is the file itself, read as it came (no JSON parsing by DRF first).
+    parser_classes: list[Any] = []
+
+    @extend_schema(
+        operation_id="workflow_import",
+        tags=TAGS,
+        request={
+            "application/yaml": OpenApiTypes.STR,
+            "application/json": OpenApiTypes.OBJECT,
+        },
+        responses={200: DETAIL, 201: DETAIL},
+        summary="Create or update a workflow (and its agent bindings) from a workflow file",
+    )
+    def post(self, request: Request) -> Response:
+        media = (request.content_type or "").split(";")[0].strip().lower()
+        fmt = FILE_TYPES.get(media)
+        if fmt is None:
+            raise UnsupportedFile(
+                "Content-Type: send the workflow file as application/yaml or application/json"
+            )
+        loaded = load_workflow(
+            parse_workflow_file(request._request.body, fmt),
+            actor=principal_of(request).audit_actor,
+            schema_name=schema_of(request),
+        )
+        body = {
+            **_detail(loaded.workflow.id),
+            "created": loaded.created,
+            "state_agents": loaded.state_agents,
+            "activity_agents": loaded.activity_agents,
+        }
+        status = 201 if loaded.created else 200
+        return Response(
+            body, status=status, headers={"Location": f"/workflows/{loaded.workflow.id}"}
+        )
+
+
+class UnsupportedFile(DomainError):
+    status = 415
+    code = "unsupported_media_type"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 from django_tenants.utils import schema_context
@@ -184,3 +185,47 @@ def test_the_diagram_is_svg_with_the_tokens_of_all_resources(readonly, admin):
     missing = readonly.get("/workflows/nope/diagram.svg", headers={"Accept": "image/svg+xml"})
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"  # errors stay JSON
+
+
+def _import(client, text: str, content_type: str = "application/yaml"):
+    return client.client.post(
+        "/workflows/import", text, content_type=content_type, **client._headers({})
+    )
+
+
+def test_a_workflow_file_is_imported_over_the_api(admin, readonly, alpha, bravo, api):
+    import yaml
+
+    from tests.agents.conftest import make_agent, make_credential
+
+    with schema_context(alpha.schema):
+        agent = make_agent(make_credential(kind="echo"), alpha.schema)
+    content = {
+        **review_flow(new_slug("file")),
+        "state_agents": [
+            {"place": "summarising", "agent": agent.slug, "auto_activity": "summarised"}
+        ],
+    }
+    text = yaml.safe_dump(content)
+    first = _import(admin, text)
+    assert first.status_code == 201, first.content
+    body = first.json()
+    assert body["created"] and body["version"] == 1 and body["state_agents"] == 1
+    assert first["Location"] == f"/workflows/{body['id']}"
+    again = _import(admin, text)
+    assert again.status_code == 200 and again.json()["version"] == 1
+    content["name"] = "Renamed in the file"
+    changed = _import(admin, json.dumps(content), "application/json")
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    # Refusals: the wrong media type, a broken file, a readonly key, the reserved slug.
+    assert _import(admin, text, "text/plain").status_code == 415
+    broken = _import(admin, "slug: [unclosed")
+    assert broken.status_code == 400 and "YAML" in broken.json()["error"]["message"]
+    assert _import(readonly, text).status_code == 403
+    reserved = _import(admin, yaml.safe_dump({**review_flow("x"), "slug": "import"}))
+    assert reserved.status_code == 400 and "reserved" in reserved.json()["error"]["message"]
+    # Another tenant's key imports into its own tenant (here: refused, its agent is unknown).
+    foreign = _import(api(bravo.admin_key), text)
+    assert foreign.status_code == 400 and "no agent" in foreign.json()["error"]["message"]
+    with schema_context(bravo.schema):
+        assert not Workflow.objects.filter(slug=content["slug"]).exists()
