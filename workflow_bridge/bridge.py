@@ -76,6 +76,7 @@ def entered(
     places: list[str],
     automatic: bool,
     cause: str = "entered",
+    actor: str = "",
 ) -> int:
     """The resource entered ``places`` (caller's transaction, row locked or new): defer the
     trigger of each enabled state agent bound there. ``automatic``: entered by an agent's auto
@@ -113,23 +114,35 @@ def entered(
             state_agent_id=binding.pk,
             version=resource.version,
             trigger=cause,
+            actor=actor[:200],
         )
     return len(bindings)
 
 
 def trigger(
-    *, schema_name: str, resource_id: str, state_agent_id: int, version: int, trigger: str
+    *,
+    schema_name: str,
+    resource_id: str,
+    state_agent_id: int,
+    version: int,
+    trigger: str,
+    actor: str = "",
 ) -> str:
     """Run a state agent for a resource now, if it still applies; returns what happened.
     ``version``: the resource's version the trigger was sent for (``manual`` ignores it).
     One transaction holding the resource's row: the run, its link and the history entry stand
     or fall together."""
     with transaction.atomic():
-        return _trigger(schema_name, resource_id, state_agent_id, version, trigger)
+        return _trigger(schema_name, resource_id, state_agent_id, version, trigger, actor)
 
 
 def _trigger(
-    schema_name: str, resource_id: str, state_agent_id: int, version: int, trigger: str
+    schema_name: str,
+    resource_id: str,
+    state_agent_id: int,
+    version: int,
+    trigger: str,
+    actor: str,
 ) -> str:
     resource = (
         Resource.objects.select_for_update()
@@ -165,6 +178,7 @@ def _trigger(
         place=binding.place,
         data=resource.data,
         metadata=resource.metadata,
+        user_context=_user_context(actor),
     )
     execution = _queue(
         schema_name,
@@ -193,6 +207,14 @@ def _trigger(
         execution_id=execution.pk,
     )
     return "started"
+
+
+def _user_context(actor: str) -> dict[str, Any] | None:
+    """The person whose step led here (``user:ann``, ``api_key:…``), for the agent's context;
+    none when an agent's own activity did (the cascade)."""
+    if not actor or actor.startswith(("agent:", "workflow:")):
+        return None
+    return {"user_id": actor}
 
 
 def _queue(

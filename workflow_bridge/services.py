@@ -247,6 +247,7 @@ def resource_create(
             resource=resource,
             places=marked_places(resource.marking),
             automatic=False,
+            actor=actor,
         )
     return resource
 
@@ -375,7 +376,13 @@ def complete_step(
         execution_id=execution_id,
     )
     entered = [place for place in marked_places(after) if after[place] > before.get(place, 0)]
-    bridge.entered(schema_name=schema_name, resource=resource, places=entered, automatic=automatic)
+    bridge.entered(
+        schema_name=schema_name,
+        resource=resource,
+        places=entered,
+        automatic=automatic,
+        actor=actor,
+    )
     return resource
 
 
@@ -646,7 +653,7 @@ def available_activities(resource: Resource) -> list[dict[str, Any]]:
     return [verdict.as_dict() for verdict in verdicts]
 
 
-def trigger_agents(*, resource: Resource, schema_name: str) -> int:
+def trigger_agents(*, resource: Resource, schema_name: str, actor: str = "") -> int:
     """Run the state agents of the places the resource is in now (a person asked), in the
     background; returns how many were queued."""
     with transaction.atomic():
@@ -657,4 +664,5 @@ def trigger_agents(*, resource: Resource, schema_name: str) -> int:
             places=marked_places(locked.marking),
             automatic=False,
             cause="manual",
+            actor=actor,
         )

@@ -20,7 +20,12 @@ logger = logging.getLogger(__name__)
 
 @app.task(name=bridge.TRIGGER_TASK, queue=bridge.BRIDGE_QUEUE)
 async def trigger_state_agent(
-    schema_name: str, resource_id: str, state_agent_id: int, version: int, trigger: str
+    schema_name: str,
+    resource_id: str,
+    state_agent_id: int,
+    version: int,
+    trigger: str,
+    actor: str = "",
 ) -> str:
     await sync_to_async(queue.require_live_tenant)(schema_name)
     outcome = await in_schema(
@@ -31,6 +36,7 @@ async def trigger_state_agent(
         state_agent_id=state_agent_id,
         version=version,
         trigger=trigger,
+        actor=actor,
     )
     logger.info("state agent %s for %s: %s", state_agent_id, resource_id, outcome)
     return outcome

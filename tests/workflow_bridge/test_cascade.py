@@ -151,7 +151,13 @@ def test_a_resource_cascades_through_agent_places(
         # Each agent run is an ordinary execution, linked to its resource.
         execution = Execution.objects.get(pk=runs[0].execution_id)
         assert execution.context["workflow_context"]["resource_id"] == resource.pk
+        assert execution.context["workflow_context"]["state_id"] == "summarising"
         assert execution.principal == f"workflow:{workflow.slug}"
+        # The person whose step led there is in the first agent's context, not the second's
+        # (the cascade moved it there).
+        assert execution.context["user_context"] == {"user_id": "tests"}
+        second = Execution.objects.get(pk=runs[1].execution_id)
+        assert "user_context" not in second.context
     kinds = _history(site.schema, resource.pk)
     assert kinds == [
         "created",

@@ -230,7 +230,11 @@ class ResourceTriggerAgentsApi(APIView):
     def post(self, request: Request, resource_id: str) -> Response:
         resource = resource_get(resource_id)
         body_of(request.data, TriggerBody)
-        queued = trigger_agents(resource=resource, schema_name=schema_of(request))
+        queued = trigger_agents(
+            resource=resource,
+            schema_name=schema_of(request),
+            actor=principal_of(request).audit_actor,
+        )
         triggered: AgentsTriggered = {"resource_id": resource.id, "queued": queued}
         return Response(triggered, status=202)
 
