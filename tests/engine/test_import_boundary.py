@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.import_boundary import imported_modules, matches
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agents/engine", "agents/providers", "agents/fakellm")
 # Web-framework layers no package here may touch.
@@ -18,38 +20,6 @@ FORBIDDEN_EVERYWHERE = ("rest_framework", "channels", "django.http")
 # The engine must not know Django at all, and does no HTTP of its own: outbound calls (models,
 # the HTTP tool) go through agents.providers, whose clients are pooled and SSRF-guarded.
 FORBIDDEN_IN_ENGINE = ("django", "httpx", "httpcore")
-
-
-def imported_modules(tree: ast.AST, module: str) -> set[str]:
-    """Absolute names of every module imported anywhere in ``tree``."""
-    names: set[str] = set()
-    package_parts = module.split(".")[:-1]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package_parts[: len(package_parts) - node.level + 1]
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            else:
-                prefix = node.module or ""
-            names.add(prefix)
-            # `from django import http` imports django.http.
-            names.update(f"{prefix}.{alias.name}" for alias in node.names)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute | ast.Name)
-            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            names.add(node.args[0].value)
-    return names
-
-
-def matches(name: str, forbidden: str) -> bool:
-    return name == forbidden or name.startswith(forbidden + ".")
 
 
 def modules() -> list[Path]:

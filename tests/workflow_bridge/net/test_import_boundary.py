@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.import_boundary import imported_modules, matches
+
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "workflow_bridge" / "net"
 # No web framework, no HTTP client, and nothing of the platform around it: the Django app in
@@ -29,39 +31,6 @@ FORBIDDEN = (
     "tenants",
     "config",
 )
-
-
-def imported_modules(tree: ast.AST, module: str) -> set[str]:
-    """Absolute names of every module imported anywhere in ``tree`` (as in the engine's
-    boundary test: plain, relative and ``import_module`` imports, also inside functions)."""
-    names: set[str] = set()
-    package_parts = module.split(".")[:-1]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package_parts[: len(package_parts) - node.level + 1]
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            else:
-                prefix = node.module or ""
-            names.add(prefix)
-            # `from django import http` imports django.http.
-            names.update(f"{prefix}.{alias.name}" for alias in node.names)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute | ast.Name)
-            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            names.add(node.args[0].value)
-    return names
-
-
-def matches(name: str, forbidden: str) -> bool:
-    return name == forbidden or name.startswith(forbidden + ".")
 
 
 def modules() -> list[Path]:
