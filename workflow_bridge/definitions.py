@@ -39,11 +39,10 @@ from workflow_bridge.net import (
     Transition,
     activity_of,
     can_fire,
-    evaluate,
-    explain,
     fire,
     state_machine,
 )
+from workflow_bridge.rules import evaluate_safely
 
 FORMAT = "circuit-breaker/workflow@1"
 # /workflows/import is an endpoint: a workflow with that slug could not be read by it.
@@ -287,12 +286,10 @@ def activity_verdicts(
                 failed.append(f"rule {rule_id!r} does not exist")
                 results.append({"rule": rule_id, "passed": False, "explanation": "unknown rule"})
                 continue
-            result = evaluate(condition, view)
-            results.append(
-                {"rule": rule_id, "passed": result.passed, "explanation": explain(result)}
-            )
-            if not result.passed:
-                failed.append(f"rule {rule_id!r}: {explain(result)}")
+            passed, explanation = evaluate_safely(condition, view)
+            results.append({"rule": rule_id, "passed": passed, "explanation": explanation})
+            if not passed:
+                failed.append(f"rule {rule_id!r}: {explanation}")
         allowed = not failed
         verdicts.append(
             ActivityVerdict(

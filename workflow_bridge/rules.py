@@ -57,6 +57,16 @@ def latest_rules(workflow: Workflow) -> dict[str, Condition]:
     return latest
 
 
+def evaluate_safely(condition: Condition, view: Mapping[str, Any]) -> tuple[bool, str]:
+    """(passed, explanation) of one condition. A rule that cannot be evaluated (a tenant's
+    pattern that runs out of time) does not pass, and says why: it never fails the request."""
+    try:
+        result = evaluate(condition, view)
+    except RuleError as exc:
+        return False, f"could not be evaluated: {exc}"
+    return result.passed, explain(result)
+
+
 def evaluate_rules(
     workflow: Workflow, rule_ids: list[str], view: Mapping[str, Any]
 ) -> tuple[bool, str]:
@@ -71,7 +81,7 @@ def evaluate_rules(
         if condition is None:
             failed.append(f"rule {rule_id!r} does not exist")
             continue
-        result = evaluate(condition, view)
-        if not result.passed:
-            failed.append(f"rule {rule_id!r}: {explain(result)}")
+        passed, explanation = evaluate_safely(condition, view)
+        if not passed:
+            failed.append(f"rule {rule_id!r}: {explanation}")
     return (not failed), ("; ".join(failed) if failed else "every trigger rule passes")

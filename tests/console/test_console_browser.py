@@ -169,9 +169,7 @@ def test_operator_watches_a_resource_move_live(live_server_url, operator):
             # Someone else moves it: the page follows, without a reload, from the resource's
             # event stream (within 3 s: its periodic read comes only every 5 s).
             off_the_loop(fire_submit, alpha.schema, resource.pk)
-            expect(page.get_by_test_id("resource-state")).to_have_text(
-                "summarising", timeout=3_000
-            )
+            expect(page.get_by_test_id("resource-state")).to_have_text("summarising", timeout=3_000)
             history = page.get_by_test_id("resource-history")
             expect(history).to_contain_text("activity submit")
             expect(history).to_contain_text("user:elsewhere")

@@ -177,3 +177,32 @@ def test_an_agent_cannot_be_bound_to_a_place_that_can_never_be_marked(in_alpha: 
         data={"place": "summarising", "agent": agent.slug, "auto_activity": "summarised"},
     )
     assert bound.place == "summarising" and bound.auto_activity == "summarised"
+
+
+def test_a_rule_whose_pattern_runs_away_refuses_the_firing_with_the_reason(in_alpha: Any) -> None:
+    definition = review_flow(f"flow-{uuid.uuid4().hex[:6]}")
+    definition["rules"].append(
+        {
+            "id": "runaway",
+            "condition": {"type": "Matches", "field": "data.text", "pattern": "^(a|aa)+$"},
+        }
+    )
+    definition["activities"][0]["rules"] = ["runaway"]
+    workflow = workflow_save(definition=definition, actor="tests", schema_name=in_alpha.schema)
+    resource = resource_create(
+        workflow=workflow,
+        data={"text": "a" * 64 + "!"},
+        metadata={},
+        actor="ann",
+        schema_name=in_alpha.schema,
+    )
+    with pytest.raises(Conflict, match="could not be evaluated"):
+        activity_fire(
+            resource=resource,
+            activity_id="submit",
+            data=None,
+            actor="ann",
+            schema_name=in_alpha.schema,
+        )
+    verdicts = {v["activity"]: v for v in available_activities(resource)}
+    assert not verdicts["submit"]["allowed"]
