@@ -28,6 +28,12 @@ class IdentifiedRequest(HttpRequest):
     request_id: str
 
 
+def safe_request_id(given: str) -> str:
+    """The caller's request id if it is safe to log and echo; a new one otherwise (too long,
+    control characters, header injection are replaced, never echoed)."""
+    return given if _SAFE_ID.match(given) else uuid.uuid4().hex
+
+
 def request_id_for(request: HttpRequest) -> str:
     return getattr(request, "request_id", "") or ""
 
@@ -39,8 +45,7 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get("X-Request-ID", "")
         identified = cast(IdentifiedRequest, request)  # it is, from the next line on
-        # Anything odd (too long, control characters, header injection) is replaced, not echoed.
-        identified.request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        identified.request_id = safe_request_id(given)
         response = self.get_response(request)
         response["X-Request-ID"] = identified.request_id
         return response

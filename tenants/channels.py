@@ -106,7 +106,7 @@ def handshake_credential(scope: Scope) -> str | None:
     return tokens[0] if tokens and tokens[0] else None
 
 
-def _allowed(host: str) -> str | None:
+def allowed_host(host: str) -> str | None:
     """The host name without port, lowercased, if ``ALLOWED_HOSTS`` allows it."""
     domain, _port = split_domain_port(host)
     if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
@@ -114,7 +114,7 @@ def _allowed(host: str) -> str | None:
     return domain.lower()
 
 
-def _origin_allowed(scope: Scope) -> bool:
+def origin_allowed(scope: Scope) -> bool:
     # Clients outside browsers send no Origin; the credential is a bearer token, never a
     # cookie, so a foreign page cannot ride a user's session. A browser's Origin must still
     # be one of our hosts.
@@ -122,7 +122,7 @@ def _origin_allowed(scope: Scope) -> bool:
     if origin is None or origin == "null":
         return origin is None
     netloc = urlsplit(origin).netloc
-    return bool(netloc) and _allowed(netloc) is not None
+    return bool(netloc) and allowed_host(netloc) is not None
 
 
 def _host_tenant(host: str) -> tuple[bool, Tenant | None]:
@@ -149,9 +149,9 @@ class TenantHostMiddleware:
     ) -> Any:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
-        host = _allowed(header(scope, b"host") or "")
+        host = allowed_host(header(scope, b"host") or "")
         served, tenant = (False, None)
-        if host is not None and _origin_allowed(scope):
+        if host is not None and origin_allowed(scope):
             served, tenant = await in_public(_host_tenant, host)
         if not served:
             logger.info("websocket handshake refused for host %r", header(scope, b"host"))

@@ -65,7 +65,7 @@ TAGS = ["resources"]
 DETAIL = openapi(ResourceDetail)
 
 
-def _detail(resource: Resource) -> dict[str, Any]:
+def resource_detail_json(resource: Resource) -> dict[str, Any]:
     runs = resource_agent_runs(resource)
     return dict(
         resource_detail(
@@ -136,7 +136,7 @@ class WorkflowResourceCollectionApi(MethodPermissions, APIView):
             schema_name=schema_of(request),
         )
         return Response(
-            _detail(resource_get(resource.id)),
+            resource_detail_json(resource_get(resource.id)),
             status=201,
             headers={"Location": f"/resources/{resource.id}"},
         )
@@ -152,7 +152,7 @@ class ResourceDetailApi(APIView):
         summary="A resource: marking, data, history, agent runs and firings",
     )
     def get(self, request: Request, resource_id: str) -> Response:
-        return Response(_detail(resource_get(resource_id)))
+        return Response(resource_detail_json(resource_get(resource_id)))
 
 
 class ResourceActivityFireApi(APIView):
@@ -192,7 +192,7 @@ class ResourceActivityFireApi(APIView):
                 status=202,
                 headers={"Location": f"/resources/{resource.id}"},
             )
-        return Response(_detail(resource_get(resource.id)))
+        return Response(resource_detail_json(resource_get(resource.id)))
 
 
 class ResourceAvailableActivitiesApi(APIView):
