@@ -93,7 +93,7 @@ def _store(
         options=request.options(),
         status=ExecutionStatus.QUEUED if background else ExecutionStatus.RUNNING,
         started_at=None if background else timezone.now(),
-        requested_model=agent.model,
+        requested_model=request.model or agent.model,
         parent_id=origin.parent_id,
         principal=origin.actor[:200],
         request_id=origin.request_id[:128],

@@ -61,6 +61,7 @@ def request_of(execution: Execution) -> RunRequest:
         retry=options.get("retry"),
         input_mapping=options.get("input_mapping"),
         output_mapping=options.get("output_mapping"),
+        model=options.get("model"),
         mode="background",
         notify=options.get("notify"),
     )

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from django.conf import settings
 
+from agents.engine import VIRTUAL_MODELS, is_virtual
 from agents.validation import DOT_PATH_RE, RETRYABLE_ERRORS
 from config.errors import ValidationFailed
 
@@ -61,6 +62,9 @@ class RunRequest:
     retry: dict[str, Any] | None = None
     input_mapping: dict[str, str] | None = None
     output_mapping: dict[str, str] | None = None
+    # Another model than the agent's, through the agent's provider credential (or a virtual
+    # model routed over the tenant's credentials); its fallbacks still apply.
+    model: str | None = None
     # "blocking" unless the body asks for "background"; a streaming transport sets "streamed".
     mode: RunMode = "blocking"
     on_disconnect: OnDisconnect | None = None
@@ -77,6 +81,7 @@ class RunRequest:
                 "retry": self.retry,
                 "input_mapping": self.input_mapping,
                 "output_mapping": self.output_mapping,
+                "model": self.model,
                 "notify": self.notify,
             }.items()
             if value is not None
@@ -211,6 +216,7 @@ _CONFIG = frozenset(
         "on_disconnect",
         "input_mapping",
         "output_mapping",
+        "model",
     }
 )
 
@@ -240,6 +246,14 @@ def _parse(body: Any, agent_ref: str, mode: RunMode | None) -> RunRequest:
                 settings.AGENT_MAX_TIMEOUT_SECONDS,
             )
         )
+    model = config.get("model")
+    if model is not None:
+        model = _string(model, "execution_config.model", max_length=200).strip()
+        if not model:
+            raise _fail("execution_config.model", "must name a model")
+        if is_virtual(model) and model not in VIRTUAL_MODELS:
+            choices = ", ".join(sorted(VIRTUAL_MODELS))
+            raise _fail("execution_config.model", f"unknown virtual model; use one of {choices}")
     stream = config.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _fail("execution_config.stream", "must be true or false")
@@ -280,6 +294,7 @@ def _parse(body: Any, agent_ref: str, mode: RunMode | None) -> RunRequest:
         )
         if "output_mapping" in config
         else None,
+        model=model,
         mode=mode,
         # ignore: _choice checked it is "cancel" or "continue", but returns a plain str.
         on_disconnect=on_disconnect,  # type: ignore[arg-type]

@@ -59,6 +59,7 @@ def call_config(request: RunRequest) -> CallConfig:
         output_mapping=request.output_mapping,
         timeout_seconds=request.timeout_seconds,
         retry=retry,
+        model=request.model,
         temperature=params.get("temperature"),
         max_tokens=params.get("max_tokens"),
         top_p=params.get("top_p"),

@@ -58,6 +58,20 @@ def test_parameters_and_config_reach_the_provider(api, llm_agent, fake_llm):
     assert sent["temperature"] == 0.1 and sent["max_tokens"] == 50
 
 
+def test_a_per_call_model_goes_to_the_provider_and_is_recorded(api, llm_agent, fake_llm):
+    fake_llm.script(llm_agent.key, {"reply": "ok"})
+    response = api(llm_agent.persona.user_key).post(
+        f"/agents/{llm_agent.agent.id}/execute",
+        {"input": {"message": "x"}, "execution_config": {"model": "gpt-other"}},
+    )
+    assert response.status_code == 200, response.json()
+    assert fake_llm.requests(llm_agent.key)[-1]["json"]["model"] == "gpt-other"
+    with schema_context(llm_agent.persona.schema):
+        stored = Execution.objects.get(pk=response.json()["execution_id"])
+    assert stored.requested_model == "gpt-other" and stored.options["model"] == "gpt-other"
+    assert llm_agent.agent.model != "gpt-other"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -79,6 +93,9 @@ def test_parameters_and_config_reach_the_provider(api, llm_agent, fake_llm):
             "execution_config.retry_config.retry_on_errors.0",
         ),
         ({"execution_config": {"mode": "later"}}, "execution_config.mode"),
+        ({"execution_config": {"model": ""}}, "execution_config.model"),
+        ({"execution_config": {"model": 4}}, "execution_config.model"),
+        ({"execution_config": {"model": "cb:nonsense"}}, "execution_config.model"),
         ({"status": "completed"}, "status"),
         ({"cost": "0"}, "cost"),
         # reliability case 14: provider settings smuggled in anywhere
