@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django (tenant routing in middleware), WebSocket through
+"""ASGI entry point: ``/mcp`` through ``agents.mcp.app``; other HTTP through Django (tenant routing in middleware), WebSocket through
 Channels behind ``TenantHostMiddleware`` (host → tenant before the handshake is accepted; the
 consumer then fixes tenant and principal from the credential).
 
@@ -18,13 +18,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from agents.mcp.app import McpApplication  # noqa: E402
 from agents.routing import websocket_urlpatterns  # noqa: E402
 from tenants.channels import TenantHostMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # ignore: Django URL patterns routing ASGI apps (see agents/routing.py).
-        "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
-    }
+# /mcp (and its Protected Resource Metadata, and lifespan events) in front of everything else.
+application = McpApplication(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # ignore: Django URL patterns routing ASGI apps (see agents/routing.py).
+            "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
+        }
+    )
 )

@@ -241,6 +241,12 @@ AGENT_MAX_TOOL_STEPS = env_int("AGENT_MAX_TOOL_STEPS", 25, minimum=1)
 # ---- streaming and idempotency ----
 # A comment line is sent on an idle SSE stream this often, so proxies keep it open.
 SSE_HEARTBEAT_SECONDS = env_float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
+# ---- MCP (agents/mcp) ----
+# The authorization servers named in /.well-known/oauth-protected-resource. Empty: this
+# platform itself (its API keys, and the tenant JWTs of POST /auth/token, are the tokens).
+MCP_AUTHORIZATION_SERVERS = env_list("MCP_AUTHORIZATION_SERVERS", [])
+# The largest JSON-RPC request body /mcp reads (413 beyond).
+MCP_MAX_REQUEST_BYTES = env_int("MCP_MAX_REQUEST_BYTES", 4 * 1_048_576, minimum=1024)
 # A repeat of an Idempotency-Key request still in progress waits this long, then gets 409.
 IDEMPOTENCY_WAIT_SECONDS = env_float("IDEMPOTENCY_WAIT_SECONDS", 10.0, minimum=0)
 # How long a key's first response is kept and replayed.

@@ -30,7 +30,11 @@ CANCEL_CHANNEL = "execution_cancel"
 # ids ``exec_…``, resources ``res_…``, workflows ``wf_…``), so every event channel wakes the
 # same waiters.
 WORKFLOW_EVENTS_CHANNEL = "workflow_events"
-EVENT_CHANNELS = frozenset({EVENTS_CHANNEL, WORKFLOW_EVENTS_CHANNEL})
+# A tenant's agents changed (any write to the agents table): ``<schema>:agents:0``, for whoever
+# lists them as tools (agents.mcp: notifications/tools/list_changed).
+AGENT_CHANGES_CHANNEL = "agent_changes"
+AGENTS_LOG = "agents"
+EVENT_CHANNELS = frozenset({EVENTS_CHANNEL, WORKFLOW_EVENTS_CHANNEL, AGENT_CHANGES_CHANNEL})
 # How often the listener thread looks up from its connection to see if it should stop.
 LISTEN_POLL_SECONDS = 0.5
 

@@ -1,0 +1,9 @@
+"""MCP (Model Context Protocol): the platform's agents as tools, executions as resources.
+
+- ``server``: the MCP handlers (tools, resources, prompts, subscriptions) over the execution
+  core, for one caller whose tenant and principal the HTTP layer fixed;
+- ``app``: the ASGI layer at ``/mcp`` in front of Channels: host, origin and credential checks
+  (``tenants.access``), the SDK's Streamable HTTP app, and its session manager's lifetime
+  (daphne sends no lifespan events);
+- ``catalog``: what a tenant's agents look like as MCP tools.
+"""
