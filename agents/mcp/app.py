@@ -41,7 +41,12 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp as StarletteApp
 
 from agents.mcp.catalog import tool_permission
-from agents.mcp.server import PRINCIPAL_SCOPE_KEY, REQUEST_ID_SCOPE_KEY, build_server
+from agents.mcp.server import (
+    PRINCIPAL_SCOPE_KEY,
+    REQUEST_ID_SCOPE_KEY,
+    build_server,
+    cancel_call,
+)
 from config.errors import PermissionRefused
 from config.middleware import safe_request_id
 from tenants.access import (
@@ -177,25 +182,46 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _tool_calls(body: bytes) -> list[tuple[Any, str]]:
-    """(JSON-RPC id, tool name) of each ``tools/call`` in a request body. A body that does
-    not parse is the SDK's to refuse (-32700)."""
+def _messages(body: bytes) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of a request body. A body that does not parse is the SDK's to
+    refuse (-32700)."""
     try:
         parsed = json.loads(body)
     except ValueError:
         return []
     messages = parsed if isinstance(parsed, list) else [parsed]
+    return [message for message in messages if isinstance(message, dict)]
+
+
+def _params(message: dict[str, Any]) -> dict[str, Any]:
+    params = message.get("params")
+    return params if isinstance(params, dict) else {}
+
+
+def _tool_calls(messages: list[dict[str, Any]]) -> list[tuple[Any, str]]:
+    """(JSON-RPC id, tool name) of each ``tools/call``."""
     calls = []
     for message in messages:
-        if isinstance(message, dict) and message.get("method") == "tools/call":
-            params = message.get("params")
-            name = params.get("name") if isinstance(params, dict) else None
+        if message.get("method") == "tools/call":
+            name = _params(message).get("name")
             calls.append((message.get("id"), name if isinstance(name, str) else ""))
     return calls
 
 
-async def _refused_call(principal: Principal, body: bytes) -> tuple[Any, str] | None:
-    for request_id, name in _tool_calls(body):
+async def _cancel_calls(principal: Principal, messages: list[dict[str, Any]]) -> None:
+    # 2025-11-25 clients cancel with a notification in a POST of its own, which a stateless
+    # server cannot route to the request it names: the call is found by credential and id.
+    for message in messages:
+        if message.get("method") == "notifications/cancelled":
+            rpc_id = _params(message).get("requestId")
+            if isinstance(rpc_id, str | int) and not isinstance(rpc_id, bool):
+                await cancel_call(principal, rpc_id)
+
+
+async def _refused_call(
+    principal: Principal, messages: list[dict[str, Any]]
+) -> tuple[Any, str] | None:
+    for request_id, name in _tool_calls(messages):
         try:
             await authorize_async(
                 principal, tool_permission(name), transport="mcp", tool=name[:128]
@@ -304,7 +330,8 @@ class McpApplication:
                     _error("request_too_large", "The request body is too large.", request_id),
                     {"X-Request-ID": request_id},
                 )
-            refused = await _refused_call(principal, raw)
+            messages = _messages(raw)
+            refused = await _refused_call(principal, messages)
             if refused is not None:
                 rpc_id, message = refused
                 return await _send_json(
@@ -317,6 +344,7 @@ class McpApplication:
                     },
                     {"X-Request-ID": request_id},
                 )
+            await _cancel_calls(principal, messages)
             receive = _replaying(raw, receive)
         running = await self._started()
 

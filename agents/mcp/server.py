@@ -28,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import mcp_types as types
+from django.db import connection
 from django.db.models import Max
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -48,7 +50,8 @@ from mcp.shared.subscriptions import (
 
 from agents.api.serializers import agent_json, execution_json, execution_response
 from agents.core import DatabaseUnavailable, follow_events, read_events, start_run
-from agents.core.hub import AGENTS_LOG, get_hub
+from agents.core.cancel import cancel_execution
+from agents.core.hub import AGENTS_LOG, CANCEL_CHANNEL, get_hub
 from agents.mcp import catalog
 from agents.models import TERMINAL_STATUSES, Agent, Execution, ExecutionEvent, ExecutionStatus
 from agents.services.agents import agent_get
@@ -186,6 +189,57 @@ def _progress_token(ctx: ServerRequestContext[Any, Any]) -> str | int | None:
     return token if isinstance(token, str | int) and not isinstance(token, bool) else None
 
 
+# ---- cancelling a call (2025-11-25 notifications/cancelled) ----
+
+# Cancels in flight, kept until they are done (the loop holds tasks weakly).
+_CANCELS: set[asyncio.Task[Any]] = set()
+
+
+def call_key(principal: Principal, rpc_id: Any) -> str:
+    """Names one in-flight tools/call of one credential, across processes: a stateless server
+    has no session, so a cancel notification (a separate POST, maybe to another process) finds
+    its call by the credential and the JSON-RPC id."""
+    digest = hashlib.sha256(f"{principal.audit_actor}\x00{rpc_id!r}".encode()).hexdigest()
+    return f"mcp-{digest[:32]}"
+
+
+def _cancel_run(execution_id: str, actor: str, schema_name: str) -> None:
+    execution = Execution.objects.filter(pk=execution_id).first()
+    if execution is not None:
+        cancel_execution(schema_name=schema_name, execution=execution, actor=actor)
+
+
+def _notify_cancel(payload: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [CANCEL_CHANNEL, payload])
+
+
+async def cancel_call(principal: Principal, rpc_id: Any) -> None:
+    """The client gave up on its call ``rpc_id``: cancel the execution it started, here or in
+    whichever process runs it (the event hub's cancel channel reaches them all)."""
+    schema, key = principal.schema_name, call_key(principal, rpc_id)
+    if not get_hub().cancel_local(schema, key):
+        await in_schema(schema, _notify_cancel, f"{schema}:{key}:0")
+
+
+def _cancel_on_request(principal: Principal, execution_id: str) -> Any:
+    def cancel() -> None:
+        # Through the core, as REST's cancel: audited, child executions included.
+        task = asyncio.ensure_future(
+            in_schema(
+                principal.schema_name,
+                _cancel_run,
+                execution_id,
+                principal.audit_actor,
+                principal.schema_name,
+            )
+        )
+        _CANCELS.add(task)
+        task.add_done_callback(_CANCELS.discard)
+
+    return cancel
+
+
 async def _run(
     ctx: ServerRequestContext[Any, Any],
     principal: Principal,
@@ -207,23 +261,29 @@ async def _run(
     token = _progress_token(ctx)
     progress = 0
     ended = False
+    cancel = _cancel_on_request(principal, handle.execution_id)
+    cancellable = get_hub().running(
+        principal.schema_name, call_key(principal, ctx.request_id), cancel
+    )
     try:
-        async for event in handle.events():
-            if event is None:
-                continue
-            if event.type == "chunk" and token is not None:
-                progress += 1
-                # Request-scoped: on this request's own stream (stateless: there is no other).
-                await ctx.session.send_progress_notification(
-                    token,
-                    progress,
-                    message=str(event.data.get("text") or ""),
-                    related_request_id=str(ctx.request_id),
-                )
-            if event.terminal:
-                break
+        with cancellable:
+            async for event in handle.events():
+                if event is None:
+                    continue
+                if event.type == "chunk" and token is not None:
+                    progress += 1
+                    # Request-scoped: on this request's own stream (stateless: no other).
+                    await ctx.session.send_progress_notification(
+                        token,
+                        progress,
+                        message=str(event.data.get("text") or ""),
+                        related_request_id=str(ctx.request_id),
+                    )
+                if event.terminal:
+                    break
         ended = True
     except DatabaseUnavailable:
+        ended = True  # not the client's doing: leave the run to finish
         return _error_result(
             "The database is unavailable; the execution may still finish: read "
             f"{SCHEME}://{handle.execution_id} later.",
@@ -233,7 +293,7 @@ async def _run(
     finally:
         # Reached early only when the client cancelled the request or went away.
         if not ended:
-            handle.cancel()
+            cancel()
     execution = await handle.result()
     return _run_result(execution, structured_output=catalog.declares_output(agent))
 
