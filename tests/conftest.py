@@ -233,47 +233,64 @@ class LiveServer:
     port: int
 
 
-def spawn_daphne(
-    env: dict[str, str], log: IO[bytes], log_path: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """daphne serving ``config.asgi`` on a free local port with ``env``, its output into
-    ``log``; returns (process, base URL) once ``/healthz`` answers (RuntimeError otherwise)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path, what: str) -> None:
     deadline = time.monotonic() + 30
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
+                return
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(
-                f"daphne did not start: {log_path.read_text(errors='replace')[-2000:]}"
+                f"{what} did not start: {log_path.read_text(errors='replace')[-2000:]}"
             )
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
-    """The real ASGI app under daphne, in another process, on the test database."""
+# The ASGI servers the platform runs under, as command lines serving config.asgi on a port.
+SERVER_COMMANDS = {
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "config.asgi:application"],
+    # uvicorn sends lifespan events (daphne does not): both must serve everything.
+    "uvicorn": [
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--lifespan",
+        "on",
+        "config.asgi:application",
+    ],
+}
+
+
+def spawn_server(
+    env: dict[str, str], log: IO[bytes], log_path: Path, server: str = "daphne"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``server`` (daphne or uvicorn) serving ``config.asgi`` on a free local port with
+    ``env``, its output into ``log``; returns (process, base URL) once ``/healthz`` answers
+    (RuntimeError otherwise)."""
+    port = _free_port()
+    args = [arg.format(port=port) for arg in SERVER_COMMANDS[server]]
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_healthy(proc, url, log_path, server)
+    return proc, url
+
+
+def spawn_daphne(
+    env: dict[str, str], log: IO[bytes], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    return spawn_server(env, log, log_path, "daphne")
+
+
+def live_env(**env_overrides: str) -> dict[str, str]:
+    """The environment of a live server process on the test database."""
     from django.db import connection
 
     db = connection.settings_dict
@@ -292,11 +309,19 @@ def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
         }
     )
     env.update(env_overrides)
+    return env
+
+
+@contextlib.contextmanager
+def live_server(server: str = "daphne", **env_overrides: str) -> Iterator[LiveServer]:
+    """The real ASGI app under ``server`` (daphne or uvicorn), in another process, on the test
+    database. Stopped with SIGTERM; one that does not exit within 10 s fails the test."""
     # The server's log goes to a file: a pipe nobody reads fills up (64 KiB) and then blocks
     # the server on its next log line.
     log = tempfile.NamedTemporaryFile(prefix="live-server-", suffix=".log", delete=False)
-    proc, url = spawn_daphne(env, log, Path(log.name))
+    proc, url = spawn_server(live_env(**env_overrides), log, Path(log.name), server)
     port = int(url.rsplit(":", 1)[1])
+    hung = False
     try:
         yield LiveServer(url, port)
     finally:
@@ -304,12 +329,22 @@ def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
+            hung = True
             proc.kill()
         log.close()
         if os.environ.get("KEEP_LIVE_LOG"):
             print(f"live server log: {log.name}")
         else:
             os.unlink(log.name)
+    if hung:
+        raise AssertionError(f"{server} did not exit within 10 s of SIGTERM")
+
+
+@contextlib.contextmanager
+def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
+    """The real ASGI app under daphne, in another process, on the test database."""
+    with live_server("daphne", **env_overrides) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
