@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, Max, Q, QuerySet
 
-from agents.models import Agent, Execution, ExecutionStatus
+from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus
 from config.errors import NotFound
 
 
@@ -58,6 +58,29 @@ def execution_count_by_context(path: str, value: Any) -> int:
 
 def execution_recent(limit: int = 20) -> list[Execution]:
     return list(Execution.objects.order_by("-created_at")[:limit])
+
+
+def execution_find(execution_id: str) -> Execution | None:
+    """An execution of the current schema (with its agent), or None."""
+    return Execution.objects.select_related("agent").filter(pk=execution_id).first()
+
+
+def execution_page(offset: int, limit: int) -> list[Execution]:
+    """Executions newest first, ``limit`` of them from ``offset`` (with their agents)."""
+    return list(
+        Execution.objects.select_related("agent").order_by("-created_at", "-id")[
+            offset : offset + limit
+        ]
+    )
+
+
+def execution_last_seq(execution_id: str) -> int | None:
+    """The sequence number of the execution's last stored event (0: none yet); None when the
+    current schema has no such execution."""
+    if not Execution.objects.filter(pk=execution_id).exists():
+        return None
+    found = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(last=Max("seq"))
+    return int(found["last"] or 0)
 
 
 def execution_get(execution_id: str, *, agent: Agent | None = None) -> Execution:

@@ -36,7 +36,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import mcp_types as types
 from django.db import connection
-from django.db.models import Max
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
@@ -49,11 +48,17 @@ from mcp.shared.subscriptions import (
 )
 
 from agents.api.serializers import agent_json, execution_json, execution_response
-from agents.core import DatabaseUnavailable, follow_events, read_events, start_run
-from agents.core.cancel import cancel_execution
+from agents.core import (
+    DatabaseUnavailable,
+    cancel_execution,
+    follow_events,
+    read_events,
+    start_run,
+)
 from agents.core.hub import AGENTS_LOG, CANCEL_CHANNEL, get_hub
 from agents.mcp import catalog
-from agents.models import TERMINAL_STATUSES, Agent, Execution, ExecutionEvent, ExecutionStatus
+from agents.models import TERMINAL_STATUSES, Agent, Execution, ExecutionStatus
+from agents.selectors import execution_find, execution_last_seq, execution_page
 from agents.services.agents import agent_get
 from config.errors import DomainError, NotFound, PermissionRefused
 from tenants.access import authorize_async
@@ -204,7 +209,7 @@ def call_key(principal: Principal, rpc_id: Any) -> str:
 
 
 def _cancel_run(execution_id: str, actor: str, schema_name: str) -> None:
-    execution = Execution.objects.filter(pk=execution_id).first()
+    execution = execution_find(execution_id)
     if execution is not None:
         cancel_execution(schema_name=schema_name, execution=execution, actor=actor)
 
@@ -475,11 +480,7 @@ def _resource(execution: Execution) -> types.Resource:
 
 
 def _recent(offset: int, limit: int) -> tuple[list[types.Resource], int | None]:
-    rows = list(
-        Execution.objects.select_related("agent").order_by("-created_at", "-id")[
-            offset : offset + limit + 1
-        ]
-    )
+    rows = execution_page(offset, limit + 1)  # one more: whether a next page exists
     return [_resource(row) for row in rows[:limit]], (offset + limit if len(rows) > limit else None)
 
 
@@ -518,10 +519,6 @@ async def list_resource_templates(
     )
 
 
-def _execution_or_none(execution_id: str) -> Execution | None:
-    return Execution.objects.select_related("agent").filter(pk=execution_id).first()
-
-
 async def read_resource(
     ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
 ) -> types.ReadResourceResult:
@@ -532,7 +529,7 @@ async def read_resource(
     schema = principal.schema_name
     # Ids are guessable: the lookup is in the caller's schema only, and another tenant's id
     # reads exactly like one that never existed.
-    execution = await in_schema(schema, _execution_or_none, execution_id)
+    execution = await in_schema(schema, execution_find, execution_id)
     if execution is None:
         raise MCPError(RESOURCE_NOT_FOUND, "Resource not found", data={"uri": uri})
     if events:
@@ -553,14 +550,6 @@ async def read_resource(
 
 
 # ---- subscriptions (2026-07-28) ----
-
-
-def _last_seq(execution_id: str) -> int | None:
-    """The execution's last stored event (None: no such execution in this schema)."""
-    if not Execution.objects.filter(pk=execution_id).exists():
-        return None
-    found = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(last=Max("seq"))
-    return int(found["last"] or 0)
 
 
 async def _follow_resource(
@@ -623,7 +612,7 @@ async def subscriptions_listen(
     try:
         for uri in uris:
             execution_id, events, _ = _parse_uri(uri)
-            last = await in_schema(schema, _last_seq, execution_id)
+            last = await in_schema(schema, execution_last_seq, execution_id)
             if last is None:
                 continue  # honored like any unknown URI elsewhere: it never fires
             honored_uris.append(uri)
