@@ -23,11 +23,13 @@ from agents.models import (
     AgentVersion,
     Execution,
     ExecutionEvent,
+    McpServer,
     ModelPrice,
     ProviderCredential,
 )
 from agents.services.agents import CONFIG_FIELDS, agent_create, agent_update
 from agents.services.credentials import credential_save
+from agents.services.mcp_servers import mcp_server_check, mcp_server_create, mcp_server_update
 from agents.services.tool_secrets import mask_tool_secrets, seal_tool_secrets
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
@@ -124,6 +126,75 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
                 return data
 
         return Validated
+
+
+# ---- remote MCP servers ----
+
+
+class McpServerForm(forms.ModelForm):
+    auth_header = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only, 'Name: value' (e.g. 'Authorization: Bearer …'). Empty keeps it.",
+    )
+    remove_auth_header = forms.BooleanField(required=False)
+
+    class Meta:
+        model = McpServer
+        fields = ["name", "url", "allowed_tools", "timeout_seconds", "enabled"]
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        try:
+            mcp_server_check(_mcp_changes(data), partial=True)
+        except DomainError as exc:
+            field = exc.message.partition(":")[0]
+            raise ValidationError({field if field in self.fields else "url": exc.message}) from None
+        return data
+
+
+def _mcp_changes(data: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {
+        key: data[key]
+        for key in ("name", "url", "allowed_tools", "timeout_seconds", "enabled")
+        if key in data and data[key] is not None
+    }
+    if data.get("remove_auth_header"):
+        changes["auth_header"] = ""
+    elif data.get("auth_header"):
+        changes["auth_header"] = data["auth_header"]
+    return changes
+
+
+@admin.register(McpServer, site=tenant_admin_site)
+class McpServerAdmin(admin.ModelAdmin):
+    form = McpServerForm
+    list_display = ("name", "url", "enabled", "header_stored", "updated_at")
+    fields = (
+        "name",
+        "url",
+        "auth_header",
+        "remove_auth_header",
+        "allowed_tools",
+        "timeout_seconds",
+        "enabled",
+    )
+
+    @admin.display(boolean=True, description="auth header stored")
+    def header_stored(self, obj: McpServer) -> bool:
+        return obj.has_auth_header
+
+    def save_model(self, request: HttpRequest, obj: McpServer, form: Any, change: bool) -> None:
+        changes = _mcp_changes(form.cleaned_data)
+        if change:
+            mcp_server_update(
+                server=obj, changes=changes, actor=_actor(request), schema_name=_schema(request)
+            )
+        else:
+            created = mcp_server_create(
+                data=changes, actor=_actor(request), schema_name=_schema(request)
+            )
+            obj.pk = created.pk  # the admin logs and redirects to the stored row
 
 
 class ModelPriceForm(forms.ModelForm):

@@ -60,6 +60,35 @@ class ProviderCredential(models.Model):
         return bool(self.api_key_encrypted)
 
 
+class McpServer(models.Model):
+    """A remote MCP server an operator registered for the tenant: its tools may be tools of the
+    tenant's agents (tool kind ``mcp``). The URL is SSRF-checked when saved and before every
+    call; the auth header is sealed like provider keys and never shown or returned."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.SlugField(max_length=100, unique=True)
+    url = models.CharField(max_length=500)
+    # "Header-Name: value", sealed with agents.crypto; sent on every request to this server.
+    auth_header_encrypted = models.TextField(blank=True, editable=False)
+    # The remote tools agents may use (empty: none).
+    allowed_tools = models.JSONField(default=list, blank=True)
+    timeout_seconds = models.FloatField(default=30.0)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_auth_header(self) -> bool:
+        return bool(self.auth_header_encrypted)
+
+
 class ModelPrice(models.Model):
     """A model a tenant can use, with its price per million tokens and capability tags.
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from agents.api import agents, executions, sse
+from agents.api import agents, executions, mcp_servers, sse
 
 urlpatterns = [
+    path("mcp-servers", mcp_servers.McpServerCollectionApi.as_view(), name="mcp-servers"),
+    path(
+        "mcp-servers/<str:server_id>",
+        mcp_servers.McpServerDetailApi.as_view(),
+        name="mcp-server-detail",
+    ),
     path("agents", agents.AgentCollectionApi.as_view(), name="agents"),
     path("agents/<str:agent_id>", agents.AgentDetailApi.as_view(), name="agent-detail"),
     path(

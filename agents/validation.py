@@ -83,7 +83,13 @@ def model_name(value: Any, field: str = "model") -> None:
         raise fail(field, f"unknown virtual model; use one of {', '.join(sorted(VIRTUAL_MODELS))}")
 
 
-def tools(data: dict[str, Any], *, self_slug: str | None, agent_exists: Any) -> None:
+def tools(
+    data: dict[str, Any],
+    *,
+    self_slug: str | None,
+    agent_exists: Any,
+    mcp_tool_problem: Any = None,
+) -> None:
     value = data.get("tools", [])
     if not isinstance(value, list):
         raise fail("tools", "must be a list of tool definitions")
@@ -127,8 +133,20 @@ def tools(data: dict[str, Any], *, self_slug: str | None, agent_exists: Any) -> 
                 raise fail(f"{where}.config.agent", "an agent cannot call itself")
             if not agent_exists(target):
                 raise fail(f"{where}.config.agent", f"no agent {target!r}")
+        elif kind == "mcp":
+            unknown = sorted(set(config) - {"server", "tool"})
+            if unknown:
+                raise fail(f"{where}.config.{unknown[0]}", "unknown field")
+            problem = (
+                mcp_tool_problem(config.get("server"), config.get("tool"))
+                if mcp_tool_problem is not None
+                else "config.server: MCP tools cannot be checked here"
+            )
+            if problem is not None:
+                field, _, message = problem.partition(": ")
+                raise fail(f"{where}.{field}", message)
         else:
-            raise fail(f"{where}.kind", "must be 'http' or 'agent'")
+            raise fail(f"{where}.kind", "must be 'http', 'agent' or 'mcp'")
 
 
 def fallbacks(data: dict[str, Any], *, credential_exists: Any) -> None:
@@ -149,7 +167,12 @@ def fallbacks(data: dict[str, Any], *, credential_exists: Any) -> None:
 
 
 def validate_agent_config(
-    data: dict[str, Any], *, self_slug: str | None, agent_exists: Any, credential_exists: Any
+    data: dict[str, Any],
+    *,
+    self_slug: str | None,
+    agent_exists: Any,
+    credential_exists: Any,
+    mcp_tool_problem: Any = None,
 ) -> None:
     """Raise ``ValidationFailed`` naming the first wrong field of an agent configuration."""
     slug = data.get("slug")
@@ -179,5 +202,5 @@ def validate_agent_config(
         raise fail("retry_on_errors", f"a list drawn from {', '.join(RETRYABLE_ERRORS)}")
     number(data, "timeout_seconds", 1, settings.AGENT_MAX_TIMEOUT_SECONDS)
     number(data, "max_tool_steps", 1, settings.AGENT_MAX_TOOL_STEPS, integer=True)
-    tools(data, self_slug=slug, agent_exists=agent_exists)
+    tools(data, self_slug=slug, agent_exists=agent_exists, mcp_tool_problem=mcp_tool_problem)
     fallbacks(data, credential_exists=credential_exists)

@@ -32,6 +32,7 @@ from agents.engine import (
     ToolOutcome,
     start_agent,
 )
+from agents.mcp.client import McpToolRunner
 from agents.models import Execution, ExecutionStatus
 from agents.providers.http_tool import HttpTool
 from config.errors import DomainError
@@ -115,6 +116,7 @@ def tool_runner(claimed: Claimed) -> CompositeToolRunner:
         {
             "http": HttpTool(allowed_private=tuple(settings.PROVIDER_ALLOWED_PRIVATE)),
             "agent": AgentToolRunner(claimed),
+            "mcp": McpToolRunner(claimed.schema_name),
         }
     )
 

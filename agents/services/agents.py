@@ -11,6 +11,7 @@ from django.db.models import ProtectedError, Q
 from agents.engine import AgentSnapshot, ModelTarget, RetryConfig, ToolDefinition
 from agents.models import Agent, AgentVersion, Execution, ProviderCredential
 from agents.services.credentials import provider_config_for
+from agents.services.mcp_servers import mcp_tool_problem
 from agents.services.tool_secrets import open_tool_secrets, seal_tool_secrets
 from agents.validation import validate_agent_config
 from config.errors import Conflict, NotFound, ValidationFailed
@@ -113,6 +114,7 @@ def agent_config_check(config: dict[str, Any]) -> None:
         self_slug=config.get("slug"),
         agent_exists=_agent_exists,
         credential_exists=_credential_exists,
+        mcp_tool_problem=mcp_tool_problem,
     )
 
 

@@ -53,7 +53,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 # The REST tests' live agent: a committed agent in alpha's schema answering from the fake LLM.
-from tests.api.conftest import live_agent  # noqa: E402,F401
+from tests.api.conftest import live_agent, llm_agent  # noqa: E402,F401
 
 
 @dataclass
