@@ -16,6 +16,7 @@ from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 
 from agents.models import Agent, Execution
 from tenants.audit.models import AuditLog
+from tests.agents.conftest import make_agent, make_credential
 from tests.api.conftest import _llm_agent, auth
 from tests.mcp.conftest import mcp_client
 from tests.workflow_bridge.test_cascade import review_flow
@@ -399,3 +400,43 @@ def test_legacy_capabilities_say_what_a_stateless_server_serves(live_server_url,
     assert capabilities.tools is not None and capabilities.prompts is not None
     # No standing stream without sessions: subscriptions are 2026-07-28's listen only.
     assert capabilities.resources is not None and not capabilities.resources.subscribe
+
+
+def test_tools_and_resources_page_in_a_stable_order(live_server_url, committed_personas, mode):
+    alpha = committed_personas["alpha"]
+    with schema_context(alpha.schema):
+        credential = make_credential(kind="echo")
+        slugs = sorted(make_agent(credential, alpha.schema).slug for _ in range(60))
+
+    async def main() -> Any:
+        async with mcp_client(live_server_url.url, alpha.user_key, mode=mode) as client:
+            pages = [await client.list_tools(cache_mode="bypass")]
+            while pages[-1].next_cursor:
+                pages.append(
+                    await client.list_tools(cursor=pages[-1].next_cursor, cache_mode="bypass")
+                )
+            with pytest.raises(MCPError) as bad:
+                await client.list_tools(cursor="not-a-cursor", cache_mode="bypass")
+            return pages, bad.value
+
+    pages, bad = asyncio.run(main())
+    assert [len(page.tools) for page in pages] == [50, 15]
+    names = [tool.name for page in pages for tool in page.tools]
+    assert names[5:] == slugs  # after the five fixed tools, agents by slug
+    assert bad.code == -32602
+
+
+def test_a_tenant_jwt_is_a_bearer_credential_too(live_server_url, live_agent, fake_llm, mode):
+    with httpx.Client(base_url=live_server_url.url, timeout=10) as rest:
+        issued = rest.post("/auth/token", headers=auth(live_agent.persona.user_key), json={})
+    assert issued.status_code in (200, 201), issued.text
+    token = issued.json()["access_token"]
+    fake_llm.script(live_agent.key, {"reply": "by token"})
+
+    async def main() -> Any:
+        async with mcp_client(live_server_url.url, token, mode=mode) as client:
+            return await client.call_tool(live_agent.agent.slug, {"message": "x"})
+
+    result = asyncio.run(main())
+    assert result.is_error is False and result.content[0].text == "by token"
+    assert _only_execution(live_agent.persona.schema).principal.startswith("token:")
