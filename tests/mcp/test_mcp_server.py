@@ -187,7 +187,7 @@ def test_execute_agent_passes_model_and_sampling_parameters(
     assert ran.is_error is False and ran.content[0].text == "done"
     sent = fake_llm.requests(live_agent.key)[-1]["json"]
     assert (sent["model"], sent["temperature"], sent["max_tokens"]) == ("gpt-other", 0.2, 77)
-    assert ran.structured_content["model"] == "fake-model" or ran.structured_content["model"]
+    assert ran.structured_content["status"] == "completed"
     assert _only_execution(live_agent.persona.schema).requested_model == "gpt-other"
     agents = listed.structured_content["agents"]
     assert [agent["slug"] for agent in agents] == [live_agent.agent.slug]
@@ -332,9 +332,8 @@ def test_workflow_tools(live_server_url, committed_personas, mode):
     assert refused.is_error is True and "cannot fire" in refused.content[0].text
     assert fired.structured_content["status"] == "fired"
     assert read.structured_content["state"] == "summarising"
-    assert [h["kind"] for h in read.structured_content["history"]][:2] == ["created", "fired"] or (
-        read.structured_content["history"]
-    )
+    kinds = [entry["kind"] for entry in read.structured_content["history"]]
+    assert sorted(kinds) == ["activity", "created"], kinds
 
 
 def test_listen_notifies_status_changes_and_tool_list_changes(
