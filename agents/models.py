@@ -89,6 +89,23 @@ class McpServer(models.Model):
         return bool(self.auth_header_encrypted)
 
 
+class McpSubscription(models.Model):
+    """A 2025-11-25 MCP session's ``resources/subscribe``: kept in the database so that the
+    session's notification stream (GET /mcp), on whichever server process, follows it."""
+
+    session = models.CharField(max_length=200)
+    uri = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "uri"], name="mcp_subscription_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.uri
+
+
 class ModelPrice(models.Model):
     """A model a tenant can use, with its price per million tokens and capability tags.
 

@@ -34,7 +34,11 @@ WORKFLOW_EVENTS_CHANNEL = "workflow_events"
 # lists them as tools (agents.mcp: notifications/tools/list_changed).
 AGENT_CHANGES_CHANNEL = "agent_changes"
 AGENTS_LOG = "agents"
-EVENT_CHANNELS = frozenset({EVENTS_CHANNEL, WORKFLOW_EVENTS_CHANNEL, AGENT_CHANGES_CHANNEL})
+# An MCP session's subscriptions changed: ``<schema>:<session log id>:0`` (agents.mcp.sessions).
+MCP_SESSIONS_CHANNEL = "mcp_sessions"
+EVENT_CHANNELS = frozenset(
+    {EVENTS_CHANNEL, WORKFLOW_EVENTS_CHANNEL, AGENT_CHANGES_CHANNEL, MCP_SESSIONS_CHANNEL}
+)
 # How often the listener thread looks up from its connection to see if it should stop.
 LISTEN_POLL_SECONDS = 0.5
 

@@ -16,10 +16,11 @@ What this layer does, in order, for every request to ``/mcp``:
 
 Stateless, for both protocol eras: no MCP session lives in one process's memory, so any number
 of server processes can sit behind one URL without sticky routing (and 2026-07-28 is stateless
-by design). What needs state lives in the database: runs, their event logs, the agents.
-The price: 2025-11-25 clients get no server-initiated notifications outside a request (no
-standing GET stream, no ``resources/subscribe``); 2026-07-28's ``subscriptions/listen`` is the
-way to follow changes.
+by design). What needs state lives in the database: runs, their event logs, the agents, and a
+2025-11-25 session's subscriptions. That session is this layer's, not the SDK's
+(``agents.mcp.sessions``): its id comes with the ``initialize`` answer, signed for the
+credential; ``GET /mcp`` with it is the session's notification stream, served here; ``DELETE``
+ends it.
 
 The SDK's session manager needs ``run()`` entered for the app's lifetime. uvicorn sends
 ``lifespan`` events, daphne does not, and Django's handler refuses them: this layer answers
@@ -44,9 +45,12 @@ from agents.mcp.catalog import tool_permission
 from agents.mcp.server import (
     PRINCIPAL_SCOPE_KEY,
     REQUEST_ID_SCOPE_KEY,
+    SESSION_SCOPE_KEY,
     build_server,
     cancel_call,
+    parse_uri,
 )
+from agents.mcp.sessions import new_session, session_stream, session_valid, unsubscribe
 from config.errors import PermissionRefused
 from config.middleware import safe_request_id
 from tenants.access import (
@@ -59,6 +63,7 @@ from tenants.access import (
 )
 from tenants.audit.services import client_address, scope_meta
 from tenants.channels import allowed_host, header, in_public, origin_allowed
+from tenants.context import in_schema
 from tenants.principals import Principal
 
 logger = logging.getLogger(__name__)
@@ -318,7 +323,23 @@ class McpApplication:
                 ),
                 {"WWW-Authenticate": _challenge(scope), "X-Request-ID": request_id},
             )
-        if scope.get("method") == "POST":
+        method = scope.get("method")
+        session = header(scope, b"mcp-session-id")
+        if session is not None and not session_valid(principal, session):
+            # Unknown to this credential: the client starts a new session (initialize).
+            return await _send_json(
+                send,
+                404,
+                _error("session_not_found", "Unknown MCP session.", request_id),
+                {"X-Request-ID": request_id},
+            )
+        if session is not None and method == "GET":
+            return await self._session_stream(principal, session, receive, send, request_id)
+        if session is not None and method == "DELETE":
+            await in_schema(principal.schema_name, unsubscribe, principal.schema_name, session)
+            return await _send_json(send, 200, {}, {"X-Request-ID": request_id})
+        opened: str | None = None
+        if method == "POST":
             try:
                 raw = await _read_body(receive)
             except _Gone:
@@ -345,22 +366,68 @@ class McpApplication:
                     {"X-Request-ID": request_id},
                 )
             await _cancel_calls(principal, messages)
+            if session is None and any(m.get("method") == "initialize" for m in messages):
+                # 2025-11-25: a session id, signed for this credential, lets the client open
+                # its notification stream (GET) and subscribe; no process keeps it.
+                opened = new_session(principal)
             receive = _replaying(raw, receive)
         running = await self._started()
 
+        added = [(b"x-request-id", request_id.encode())]
+        if opened is not None:
+            added.append((b"mcp-session-id", opened.encode()))
+
         async def send_identified(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [
-                        *message.get("headers", []),
-                        (b"x-request-id", request_id.encode()),
-                    ],
-                }
+                message = {**message, "headers": [*message.get("headers", []), *added]}
             await send(message)
 
-        inner = {**scope, PRINCIPAL_SCOPE_KEY: principal, REQUEST_ID_SCOPE_KEY: request_id}
+        inner = {
+            **scope,
+            # The SDK serves stateless: the session is this layer's, not the SDK's.
+            "headers": [(k, v) for k, v in scope.get("headers", []) if k != b"mcp-session-id"],
+            PRINCIPAL_SCOPE_KEY: principal,
+            REQUEST_ID_SCOPE_KEY: request_id,
+            SESSION_SCOPE_KEY: session or opened,
+        }
         await running.app(inner, receive, send_identified)
+
+    async def _session_stream(
+        self, principal: Principal, session: str, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        """A 2025-11-25 session's standing stream: its subscriptions' updates and tool list
+        changes, as SSE, until the client disconnects."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+
+        async def stream() -> None:
+            frames = session_stream(
+                principal, session, parse_uri, keepalive=settings.SSE_HEARTBEAT_SECONDS
+            )
+            async for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(stream()), asyncio.ensure_future(disconnected())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         """RFC 9728 Protected Resource Metadata: where a client gets a token for ``/mcp``."""

@@ -15,7 +15,9 @@ call is an ordinary execution, visible in the REST API and its streams.
   the request (or, on 2026-07-28, closes its stream) cancels the execution.
 - Resources: ``execution://{id}`` (the execution: status, output, usage) and
   ``execution://{id}/events?after=N`` (its stored events); recent executions listed, paginated.
-- Subscriptions (2026-07-28 ``subscriptions/listen``): ``notifications/resources/updated``
+- Subscriptions: 2025-11-25 ``resources/subscribe`` stores the subscription for the session
+  (``agents.mcp.sessions``; notified on the session's stream), and 2026-07-28
+  ``subscriptions/listen`` streams ``notifications/resources/updated``
   when a subscribed execution changes status (or, for its events resource, on every event),
   and ``notifications/tools/list_changed`` when the tenant's agents change (a database trigger
   NOTIFYs every process). Followers read the stored logs, so a listen stream on one process
@@ -37,13 +39,11 @@ from urllib.parse import parse_qs, urlsplit
 import mcp_types as types
 from django.db import connection
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import (
     SUBSCRIPTION_ID_META_KEY,
-    ResourceUpdated,
     ServerEvent,
-    ToolsListChanged,
     event_to_notification,
 )
 
@@ -51,12 +51,12 @@ from agents.api.serializers import agent_json, execution_json, execution_respons
 from agents.core import (
     DatabaseUnavailable,
     cancel_execution,
-    follow_events,
     read_events,
     start_run,
 )
-from agents.core.hub import AGENTS_LOG, CANCEL_CHANNEL, get_hub
+from agents.core.hub import CANCEL_CHANNEL, get_hub
 from agents.mcp import catalog
+from agents.mcp.sessions import follow_resource, follow_tools, subscribe, unsubscribe
 from agents.models import TERMINAL_STATUSES, Agent, Execution, ExecutionStatus
 from agents.selectors import execution_find, execution_last_seq, execution_page
 from agents.services.agents import agent_get
@@ -77,12 +77,8 @@ PAGE_SIZE = 50
 # MCP's "resource not found" (2025-11-25); -32602 for anything else the caller got wrong.
 RESOURCE_NOT_FOUND = -32002
 SCHEME = "execution"
-# Events after which an execution's state (status, output, usage) reads differently.
-STATE_EVENTS = frozenset({"execution.started", "usage", "complete", "error", "cancelled", "reset"})
 MAX_LISTEN_RESOURCES = 50
 MAX_EVENTS_PER_READ = 500
-# A listen stream re-reads the agents at least this often, in case a NOTIFY was lost.
-TOOLS_RECHECK_SECONDS = 30.0
 
 
 # ---- the caller ----
@@ -454,7 +450,7 @@ async def call_tool(
 # ---- resources ----
 
 
-def _parse_uri(uri: str) -> tuple[str, bool, int]:
+def parse_uri(uri: str) -> tuple[str, bool, int]:
     """(execution id, whether the events resource, after) of an ``execution://`` URI."""
     parts = urlsplit(uri)
     if parts.scheme != SCHEME or not parts.netloc or parts.path not in ("", "/", "/events"):
@@ -524,7 +520,7 @@ async def read_resource(
 ) -> types.ReadResourceResult:
     principal, _ = caller(ctx)
     uri = str(params.uri)
-    execution_id, events, after = _parse_uri(uri)
+    execution_id, events, after = parse_uri(uri)
     await _allow(principal, Permission.EXECUTIONS_READ, method="resources/read")
     schema = principal.schema_name
     # Ids are guessable: the lookup is in the caller's schema only, and another tenant's id
@@ -549,43 +545,46 @@ async def read_resource(
     )
 
 
+# ---- subscriptions (2025-11-25: a session's resources/subscribe) ----
+
+SESSION_SCOPE_KEY = "cb_mcp_session"
+
+
+def _session(ctx: ServerRequestContext[Any, Any]) -> str:
+    scope = getattr(ctx.request, "scope", None) or {}
+    session = scope.get(SESSION_SCOPE_KEY)
+    if not isinstance(session, str):
+        raise MCPError(types.INVALID_REQUEST, "resources/subscribe needs the session of initialize")
+    return session
+
+
+async def subscribe_resource(
+    ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams
+) -> types.EmptyResult:
+    principal, _ = caller(ctx)
+    session = _session(ctx)
+    uri = str(params.uri)
+    execution_id, _, _ = parse_uri(uri)
+    await _allow(principal, Permission.EXECUTIONS_READ, method="resources/subscribe")
+    if await in_schema(principal.schema_name, execution_find, execution_id) is None:
+        raise MCPError(RESOURCE_NOT_FOUND, "Resource not found", data={"uri": uri})
+    if not await in_schema(principal.schema_name, subscribe, principal.schema_name, session, uri):
+        raise MCPError(types.INVALID_PARAMS, "too many subscriptions in this session")
+    return types.EmptyResult()
+
+
+async def unsubscribe_resource(
+    ctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams
+) -> types.EmptyResult:
+    principal, _ = caller(ctx)
+    session = _session(ctx)
+    await in_schema(
+        principal.schema_name, unsubscribe, principal.schema_name, session, str(params.uri)
+    )
+    return types.EmptyResult()
+
+
 # ---- subscriptions (2026-07-28) ----
-
-
-async def _follow_resource(
-    schema: str,
-    uri: str,
-    execution_id: str,
-    events: bool,
-    after: int,
-    out: asyncio.Queue[ServerEvent],
-) -> None:
-    try:
-        async for event in follow_events(schema, execution_id, after=after):
-            if event is None:
-                continue
-            if events or event.type in STATE_EVENTS:
-                out.put_nowait(ResourceUpdated(uri))
-            if event.terminal:
-                return
-    except DatabaseUnavailable:
-        # The client re-reads the resource when it listens again; the stream ends with us.
-        out.put_nowait(ResourceUpdated(uri))
-
-
-async def _follow_tools(schema: str, out: asyncio.Queue[ServerEvent]) -> None:
-    listed = await in_schema(schema, catalog.agents_fingerprint)
-    hub = get_hub()
-    while True:
-        with hub.waiter(schema, AGENTS_LOG) as changed:
-            try:
-                await asyncio.wait_for(changed.wait(), TOOLS_RECHECK_SECONDS)
-            except TimeoutError:
-                pass
-        now = await in_schema(schema, catalog.agents_fingerprint)
-        if now != listed:
-            listed = now
-            out.put_nowait(ToolsListChanged())
 
 
 async def subscriptions_listen(
@@ -611,16 +610,16 @@ async def subscriptions_listen(
     honored_uris: list[str] = []
     try:
         for uri in uris:
-            execution_id, events, _ = _parse_uri(uri)
+            execution_id, events, _ = parse_uri(uri)
             last = await in_schema(schema, execution_last_seq, execution_id)
             if last is None:
                 continue  # honored like any unknown URI elsewhere: it never fires
             honored_uris.append(uri)
             followers.append(
-                asyncio.create_task(_follow_resource(schema, uri, execution_id, events, last, out))
+                asyncio.create_task(follow_resource(schema, uri, execution_id, events, last, out))
             )
         if requested.tools_list_changed:
-            followers.append(asyncio.create_task(_follow_tools(schema, out)))
+            followers.append(asyncio.create_task(follow_tools(schema, out)))
         meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: subscription_id}
         honored = types.SubscriptionFilter(
             tools_list_changed=True if requested.tools_list_changed else None,
@@ -739,10 +738,20 @@ async def get_prompt(
     )
 
 
+class _Server(Server[Any]):
+    def create_initialization_options(
+        self, notification_options: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        # 2025-11-25 clients get tools/list_changed on their session's stream (GET /mcp).
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), *args, **kwargs
+        )
+
+
 def build_server() -> Server[Any]:
     """The low-level server with every handler (one per process; stateless: no per-client
     state lives in it)."""
-    return Server(
+    return _Server(
         "circuit-breaker-agents",
         version="0.1.0",
         title="Circuit Breaker Agents",
@@ -755,6 +764,8 @@ def build_server() -> Server[Any]:
         on_list_resources=list_resources,
         on_list_resource_templates=list_resource_templates,
         on_read_resource=read_resource,
+        on_subscribe_resource=subscribe_resource,
+        on_unsubscribe_resource=unsubscribe_resource,
         on_subscriptions_listen=subscriptions_listen,
         on_list_prompts=list_prompts,
         on_get_prompt=get_prompt,

@@ -8,6 +8,7 @@ import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx2
 import pytest
@@ -27,6 +28,7 @@ async def mcp_client(
     mode: str,
     headers: dict[str, str] | None = None,
     fresh_connections: bool = False,
+    message_handler: Any = None,
 ) -> AsyncIterator[Client]:
     """The SDK's client on ``url``/mcp with ``key`` as bearer credential. ``fresh_connections``:
     a new TCP connection per request (behind a round-robin proxy: each may reach another
@@ -43,7 +45,12 @@ async def mcp_client(
         )
     async with http:
         transport = streamable_http_client(f"{url}/mcp", http_client=http)
-        async with Client(transport, mode=mode, read_timeout_seconds=20) as client:  # type: ignore[arg-type]
+        async with Client(
+            transport,  # type: ignore[arg-type]
+            mode=mode,
+            read_timeout_seconds=20,
+            message_handler=message_handler,
+        ) as client:
             yield client
 
 

@@ -13,6 +13,7 @@ import pytest
 from django_tenants.utils import schema_context
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
+from mcp_types import ResourceUpdatedNotification, ToolListChangedNotification
 
 from agents.models import Agent, Execution
 from tenants.audit.models import AuditLog
@@ -387,18 +388,109 @@ def test_listen_notifies_status_changes_and_tool_list_changes(
     assert live_agent.agent.slug not in seen[-1]
 
 
-def test_legacy_capabilities_say_what_a_stateless_server_serves(live_server_url, live_agent):
-    async def main() -> Any:
-        async with mcp_client(
-            live_server_url.url, live_agent.persona.user_key, mode="legacy"
-        ) as client:
-            return client.session.initialize_result
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
+def test_legacy_session_subscriptions_notify_status_and_tool_list_changes(
+    live_server_url, live_agent, fake_llm
+):
+    """2025-11-25: the session id from initialize opens the notification stream (GET /mcp);
+    resources/subscribe, then notifications/resources/updated as the run goes on, and
+    notifications/tools/list_changed when an operator disables an agent."""
+    fake_llm.script(live_agent.key, {"reply": "a b c d", "chunks": 4, "chunk_delay": 0.3})
+    schema = live_agent.persona.schema
 
-    initialized = asyncio.run(main())
-    capabilities = initialized.capabilities
-    assert capabilities.tools is not None and capabilities.prompts is not None
-    # No standing stream without sessions: subscriptions are 2026-07-28's listen only.
-    assert capabilities.resources is not None and not capabilities.resources.subscribe
+    def disable() -> None:
+        with schema_context(schema):
+            Agent.objects.filter(pk=live_agent.agent.pk).update(enabled=False)
+
+    async def main() -> tuple[Any, list[Any]]:
+        seen: list[Any] = []
+        arrived = asyncio.Event()
+
+        async def on_message(message: Any) -> None:
+            if isinstance(message, ResourceUpdatedNotification | ToolListChangedNotification):
+                seen.append(message)
+                arrived.set()
+
+        async with httpx.AsyncClient(base_url=live_server_url.url, timeout=20) as rest:
+            async with rest.stream(
+                "POST",
+                f"/agents/{live_agent.agent.id}/execute/stream",
+                headers=auth(live_agent.persona.user_key),
+                json={"input": {"message": "go"}},
+            ) as stream:
+                execution_id = stream.headers["Location"].rsplit("/", 2)[-2]
+                uri = f"execution://{execution_id}"
+                async with mcp_client(
+                    live_server_url.url,
+                    live_agent.persona.user_key,
+                    mode="legacy",
+                    message_handler=on_message,
+                ) as client:
+                    capabilities = client.session.initialize_result.capabilities
+                    await client.subscribe_resource(uri)
+                    with pytest.raises(MCPError) as unknown:
+                        await client.subscribe_resource("execution://exec_nope")
+                    assert unknown.value.code == -32002
+                    disabled = False
+                    async with asyncio.timeout(20):
+                        while not any(isinstance(m, ToolListChangedNotification) for m in seen):
+                            await arrived.wait()
+                            arrived.clear()
+                            read = await client.read_resource(uri)
+                            status = json.loads(read.contents[0].text)["status"]
+                            if status == "completed" and not disabled:
+                                disabled = True
+                                await asyncio.to_thread(disable)
+                async for _ in stream.aiter_bytes():
+                    pass
+        return capabilities, seen
+
+    capabilities, seen = asyncio.run(main())
+    assert capabilities.resources.subscribe is True and capabilities.tools.list_changed is True
+    updates = [m for m in seen if isinstance(m, ResourceUpdatedNotification)]
+    assert updates and all(str(m.params.uri).startswith("execution://exec_") for m in updates)
+    assert isinstance(seen[-1], ToolListChangedNotification)
+
+
+def test_a_session_id_is_bound_to_its_credential(live_server_url, live_agent, committed_personas):
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    url = f"{live_server_url.url}/mcp"
+    opened = httpx.post(
+        url, json=initialize, headers={**headers, **auth(live_agent.persona.user_key)}
+    )
+    session = opened.headers["Mcp-Session-Id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    mine = httpx.post(
+        url,
+        json=listing,
+        headers={**headers, **auth(live_agent.persona.user_key), "Mcp-Session-Id": session},
+    )
+    assert mine.status_code == 200, mine.text
+    for key in (live_agent.persona.admin_key, committed_personas["bravo"].user_key):
+        theirs = httpx.post(
+            url, json=listing, headers={**headers, **auth(key), "Mcp-Session-Id": session}
+        )
+        assert theirs.status_code == 404, theirs.text
+    forged = httpx.post(
+        url,
+        json=listing,
+        headers={**headers, **auth(live_agent.persona.user_key), "Mcp-Session-Id": session + "x"},
+    )
+    assert forged.status_code == 404
 
 
 def test_tools_and_resources_page_in_a_stable_order(live_server_url, committed_personas, mode):

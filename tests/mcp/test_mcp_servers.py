@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from django_tenants.utils import schema_context
+from mcp_types import ResourceUpdatedNotification
 
 from agents.models import Execution
 from tests.api.conftest import auth
@@ -180,3 +181,49 @@ def test_a_cancel_notification_sent_to_another_process_stops_the_call(live_agent
     with schema_context(live_agent.persona.schema):
         (execution,) = Execution.objects.all()
     assert execution.status == "cancelled"
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
+def test_a_legacy_subscription_made_on_one_process_notifies_from_the_other(live_agent, fake_llm):
+    """The session's notification stream (GET) and its resources/subscribe go to different
+    processes: the subscription is stored, the stream's process follows it."""
+    fake_llm.script(live_agent.key, {"reply": "a b c d", "chunks": 4, "chunk_delay": 0.3})
+    with live_server("daphne") as first, live_server("daphne") as second:
+        with round_robin_proxy([first.port, second.port]) as proxy:
+
+            async def main() -> list[Any]:
+                seen: list[Any] = []
+                arrived = asyncio.Event()
+
+                async def on_message(message: Any) -> None:
+                    if isinstance(message, ResourceUpdatedNotification):
+                        seen.append(message)
+                        arrived.set()
+
+                async with httpx.AsyncClient(base_url=first.url, timeout=20) as rest:
+                    async with rest.stream(
+                        "POST",
+                        f"/agents/{live_agent.agent.id}/execute/stream",
+                        headers=auth(live_agent.persona.user_key),
+                        json={"input": {"message": "go"}},
+                    ) as stream:
+                        execution_id = stream.headers["Location"].rsplit("/", 2)[-2]
+                        async with mcp_client(
+                            proxy.url,
+                            live_agent.persona.user_key,
+                            mode="legacy",
+                            fresh_connections=True,
+                            message_handler=on_message,
+                        ) as client:
+                            await client.subscribe_resource(f"execution://{execution_id}")
+                            async with asyncio.timeout(20):
+                                await arrived.wait()
+                        async for _ in stream.aiter_bytes():
+                            pass
+                return seen
+
+            seen = asyncio.run(main())
+            assert seen
+            (streamed,) = proxy.backend_of(b"GET /mcp")
+            (subscribed,) = proxy.backend_of(b"resources/subscribe")
+            assert streamed != subscribed
