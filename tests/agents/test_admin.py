@@ -22,10 +22,13 @@ from agents.models import (
     AgentVersion,
     Execution,
     ExecutionEvent,
+    McpServer,
     ModelPrice,
     ProviderCredential,
 )
 from agents.services.credentials import provider_config_for
+from agents.services.mcp_servers import mcp_auth_header
+from tenants.audit.models import AuditLog
 from tests.agents.conftest import make_agent, make_credential
 from tests.runs import principal_for, run
 
@@ -614,3 +617,32 @@ def test_platform_admin_index_lists_no_agents(platform_browser):
     response = platform_browser.get("/admin/")
     assert response.status_code == 200
     assert "/admin/agents/" not in response.content.decode()
+
+
+def test_mcp_server_header_is_sealed_write_only_and_the_url_checked(alpha, browser, settings):
+    settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
+    secret = f"Bearer remote-{uuid.uuid4().hex}"
+    form = read_form(browser.get(url("agents_mcpserver_add")), "mcpserver_form")
+    form.update(
+        name="imds", url="http://169.254.169.254/mcp", auth_header=f"Authorization: {secret}"
+    )
+    refused = browser.post(url("agents_mcpserver_add"), form)
+    assert refused.status_code == 200 and list(form_errors(refused)) == ["url"]
+    form.update(name="team", url="http://127.0.0.1:9/mcp", allowed_tools='["lookup"]')
+    response = browser.post(url("agents_mcpserver_add"), form)
+    assert response.status_code == 302, form_errors(response)
+    with schema_context(alpha.schema):
+        server = McpServer.objects.get(name="team")
+        assert server.allowed_tools == ["lookup"]
+        assert secret not in server.auth_header_encrypted
+        assert mcp_auth_header(server) == ("Authorization", secret)
+        assert AuditLog.objects.filter(action="mcp_server.create").exists()
+    change = browser.get(url("agents_mcpserver_change", server.pk))
+    assert change.status_code == 200 and secret not in change.content.decode()
+    # Saved again with the header left empty: the stored one stays.
+    form = read_form(change, "mcpserver_form")
+    form["timeout_seconds"] = "5"
+    assert browser.post(url("agents_mcpserver_change", server.pk), form).status_code == 302
+    with schema_context(alpha.schema):
+        server.refresh_from_db()
+        assert server.timeout_seconds == 5 and mcp_auth_header(server) == ("Authorization", secret)
