@@ -27,6 +27,7 @@ from agents.core.claim import Claim, claim_stored
 from agents.core.hub import get_hub
 from agents.core.idempotency import idempotency_purge
 from agents.core.run import run_claimed
+from agents.mcp.sessions import subscriptions_purge
 from config.database import database_outage, database_unavailable
 from tenants.context import in_schema
 
@@ -205,7 +206,7 @@ async def sweep_executions(timestamp: int) -> dict[str, int]:
 @app.task(name="agents.delete_old_jobs", queue=queue.MAINTENANCE_QUEUE, queueing_lock="cleanup")
 async def delete_old_jobs(timestamp: int) -> None:
     """Hourly: finished jobs past WORKER_JOB_RETENTION_HOURS go (the events table grows ~3
-    rows per job), and so do expired idempotency records."""
+    rows per job), and so do expired idempotency records and stale MCP subscriptions."""
     await app.job_manager.delete_old_jobs(
         nb_hours=settings.WORKER_JOB_RETENTION_HOURS,
         include_failed=True,
@@ -215,3 +216,4 @@ async def delete_old_jobs(timestamp: int) -> None:
     # Idempotency keys past their lifetime, in every tenant.
     for schema_name in await sync_to_async(queue.tenant_schemas)():
         await in_schema(schema_name, idempotency_purge)
+        await in_schema(schema_name, subscriptions_purge)

@@ -247,6 +247,9 @@ SSE_HEARTBEAT_SECONDS = env_float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05)
 MCP_AUTHORIZATION_SERVERS = env_list("MCP_AUTHORIZATION_SERVERS", [])
 # The largest JSON-RPC request body /mcp reads (413 beyond).
 MCP_MAX_REQUEST_BYTES = env_int("MCP_MAX_REQUEST_BYTES", 4 * 1_048_576, minimum=1024)
+# A 2025-11-25 session's subscriptions are purged this long after they were made (a client that
+# went away without DELETE /mcp leaves them behind).
+MCP_SESSION_MAX_HOURS = env_int("MCP_SESSION_MAX_HOURS", 168, minimum=1)
 # A repeat of an Idempotency-Key request still in progress waits this long, then gets 409.
 IDEMPOTENCY_WAIT_SECONDS = env_float("IDEMPOTENCY_WAIT_SECONDS", 10.0, minimum=0)
 # How long a key's first response is kept and replayed.

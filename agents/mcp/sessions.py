@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
 from django.db import connection
+from django.utils import timezone
 from mcp.shared.subscriptions import ResourceUpdated, ServerEvent, ToolsListChanged
 
 from agents.core import DatabaseUnavailable, follow_events
@@ -83,6 +86,14 @@ def unsubscribe(schema: str, session: str, uri: str | None = None) -> None:
         rows = rows.filter(uri=uri)
     rows.delete()
     _notify(schema, session)
+
+
+def subscriptions_purge() -> int:
+    """Subscriptions of sessions older than ``MCP_SESSION_MAX_HOURS`` (their client went away
+    without ending the session): the hourly maintenance job removes them."""
+    cutoff = timezone.now() - dt.timedelta(hours=settings.MCP_SESSION_MAX_HOURS)
+    deleted, _ = McpSubscription.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def _subscribed(session: str) -> list[str]:

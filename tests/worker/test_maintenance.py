@@ -1,4 +1,5 @@
-"""The hourly maintenance job: expired idempotency records go, in every tenant."""
+"""The hourly maintenance job: expired idempotency records and stale MCP session subscriptions
+go, in every tenant."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from asgiref.sync import async_to_sync
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from agents.models import IdempotencyRecord
+from agents.models import IdempotencyRecord, McpSubscription
 from agents.tasks import delete_old_jobs
 
 
@@ -37,3 +38,21 @@ def test_hourly_cleanup_purges_expired_idempotency_records_in_every_tenant(commi
         for persona in committed_personas.values():
             with schema_context(persona.schema):
                 IdempotencyRecord.objects.all().delete()
+
+
+def test_hourly_cleanup_purges_stale_mcp_subscriptions(committed_personas, settings):
+    settings.MCP_SESSION_MAX_HOURS = 24
+    alpha = committed_personas["alpha"]
+    with schema_context(alpha.schema):
+        old = McpSubscription.objects.create(session="s1", uri="execution://exec_old")
+        fresh = McpSubscription.objects.create(session="s2", uri="execution://exec_new")
+        McpSubscription.objects.filter(pk=old.pk).update(
+            created_at=timezone.now() - dt.timedelta(hours=25)
+        )
+    try:
+        async_to_sync(delete_old_jobs.func)(0)
+        with schema_context(alpha.schema):
+            assert list(McpSubscription.objects.values_list("pk", flat=True)) == [fresh.pk]
+    finally:
+        with schema_context(alpha.schema):
+            McpSubscription.objects.all().delete()
