@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db.models import Avg, Count, Max, Q, QuerySet
 
-from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus
+from agents.engine import VIRTUAL_MODELS
+from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus, ModelPrice
 from config.errors import NotFound
 
 
@@ -107,3 +108,59 @@ def agent_stats(agent: Agent | None = None) -> dict[str, Any]:
     if stats["avg_duration_ms"] is not None:
         stats["avg_duration_ms"] = round(float(stats["avg_duration_ms"]), 1)
     return stats
+
+
+def _price(value: Any) -> str:
+    return format(value.normalize(), "f")
+
+
+def model_catalog() -> dict[str, Any]:
+    """What the tenant may call: the models of its credentials (the price table's routable rows
+    and the models its enabled agents use), the virtual models and whether any model can back
+    them, and the prices of models without a credential of their own."""
+    rows = list(ModelPrice.objects.select_related("credential").filter(enabled=True))
+    priced = {row.model: row for row in rows if row.credential is None}
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row.credential is None:
+            continue
+        models[(row.credential.name, row.model)] = {
+            "model": row.model,
+            "credential": row.credential.name,
+            "provider": row.credential.kind,
+            "input_per_million": _price(row.input_per_million),
+            "output_per_million": _price(row.output_per_million),
+            "capabilities": list(row.capabilities or []),
+            "routable": True,
+        }
+    agents = Agent.objects.select_related("credential").filter(enabled=True)
+    for agent in agents:
+        key = (agent.credential.name, agent.model)
+        if key in models or agent.model in VIRTUAL_MODELS:
+            continue
+        price = priced.get(agent.model)
+        models[key] = {
+            "model": agent.model,
+            "credential": agent.credential.name,
+            "provider": agent.credential.kind,
+            "input_per_million": _price(price.input_per_million) if price else None,
+            "output_per_million": _price(price.output_per_million) if price else None,
+            "capabilities": list(price.capabilities or []) if price else [],
+            # Through an agent's credential only: virtual models do not route to it.
+            "routable": False,
+        }
+    routable = any(entry["routable"] for entry in models.values())
+    return {
+        "models": sorted(models.values(), key=lambda m: (m["model"], m["credential"])),
+        "virtual_models": [
+            {"model": name, "available": routable} for name in sorted(VIRTUAL_MODELS)
+        ],
+        "prices": [
+            {
+                "model": row.model,
+                "input_per_million": _price(row.input_per_million),
+                "output_per_million": _price(row.output_per_million),
+            }
+            for row in sorted(priced.values(), key=lambda r: r.model)
+        ],
+    }

@@ -14,6 +14,7 @@ urlpatterns = [
         name="mcp-server-detail",
     ),
     path("agents", agents.AgentCollectionApi.as_view(), name="agents"),
+    path("models", agents.ModelListApi.as_view(), name="models"),
     path("agents/<str:agent_id>", agents.AgentDetailApi.as_view(), name="agent-detail"),
     path(
         "agents/<str:agent_id>/versions",

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from agents.api.common import MethodPermissions, principal_of, schema_of
 from agents.api.serializers import agent_json
 from agents.models import Agent, AgentVersion, ProviderCredential
-from agents.selectors import agent_stats
+from agents.selectors import agent_stats, model_catalog
 from agents.services.agents import (
     WRITABLE_FIELDS,
     agent_create,
@@ -178,3 +178,18 @@ class AgentStatsApi(APIView):
     def get(self, request: Request, agent_id: str) -> Response:
         agent = agent_get(agent_id)
         return Response({"agent_id": agent.id, **agent_stats(agent)})
+
+
+class ModelListApi(APIView):
+    """``GET /models``: what the tenant may call (the models of its credentials, the virtual
+    models, prices); read-only for every role that may read agents."""
+
+    required_permission = Permission.AGENTS_READ
+
+    @extend_schema(
+        operation_id="model_list",
+        responses=OpenApiTypes.OBJECT,
+        summary="The models the tenant may call, virtual models and prices",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(model_catalog())
