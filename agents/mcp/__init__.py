@@ -1,7 +1,8 @@
 """MCP (Model Context Protocol): the platform's agents as tools, executions as resources.
 
-- ``server``: the MCP handlers (tools, resources, prompts, subscriptions) over the execution
-  core, for one caller whose tenant and principal the HTTP layer fixed;
+- ``server``: the SDK server with every handler, for one caller whose tenant and principal the
+  HTTP layer fixed: ``tools``, ``resources`` (and subscriptions), ``prompts``, over the
+  execution core, with what they share in ``common``;
 - ``app``: the ASGI layer at ``/mcp`` in front of Channels: host, origin and credential checks
   (``tenants.access``), the SDK's Streamable HTTP app, and its session manager's lifetime
   (daphne sends no lifespan events);

@@ -31,7 +31,8 @@ def patch(client: ApiClient, path: str, body: Any) -> Any:
     )
 
 
-def _llm_agent(persona: Persona, fake_llm: Any, **overrides: Any) -> LlmAgent:
+def llm_agent_for(persona: Persona, fake_llm: Any, **overrides: Any) -> LlmAgent:
+    """An agent in ``persona``'s schema answering from the fake LLM under a key of its own."""
     key = f"sk-test-{uuid.uuid4().hex}"
     with schema_context(persona.schema):
         credential = make_credential(kind="openai", base_url=f"{fake_llm.url}/v1", api_key=key)
@@ -43,7 +44,7 @@ def _llm_agent(persona: Persona, fake_llm: Any, **overrides: Any) -> LlmAgent:
 def llm_agent(alpha: Persona, fake_llm: Any, settings: Any) -> LlmAgent:
     """An agent in alpha's schema (inside the test's transaction) answering from the fake LLM."""
     settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
-    return _llm_agent(alpha, fake_llm)
+    return llm_agent_for(alpha, fake_llm)
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def make_llm_agent(fake_llm: Any, settings: Any) -> Any:
     settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
 
     def make(persona: Persona, **overrides: Any) -> LlmAgent:
-        return _llm_agent(persona, fake_llm, **overrides)
+        return llm_agent_for(persona, fake_llm, **overrides)
 
     return make
 
@@ -62,7 +63,7 @@ def live_agent(
 ) -> Iterator[LlmAgent]:
     """A committed agent (visible to the live server process) in alpha's schema."""
     settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
-    made = _llm_agent(committed_personas["alpha"], fake_llm)
+    made = llm_agent_for(committed_personas["alpha"], fake_llm)
     yield made
     for persona in committed_personas.values():
         with schema_context(persona.schema):

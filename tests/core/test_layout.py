@@ -100,11 +100,14 @@ def test_interfaces_do_not_write_executions_themselves() -> None:
             "agents.consumers",
             "agents.admin_test_run",
             "agents.tasks",
-            "agents.mcp.server",
             "agents.mcp.app",
+            "agents.mcp.server",
+            "agents.mcp.tools",
+            "agents.mcp.resources",
+            "agents.mcp.prompts",
         }
     }
-    assert len(interfaces) == 7
+    assert len(interfaces) == 10
     internal = {"agents.core.admission", "agents.core.finish", "agents.core.event_log"}
     for name, tree in interfaces.items():
         for module, _, _ in _imports(tree):

@@ -18,7 +18,7 @@ from mcp_types import ResourceUpdatedNotification, ToolListChangedNotification
 from agents.models import Agent, Execution
 from tenants.audit.models import AuditLog
 from tests.agents.conftest import make_agent, make_credential
-from tests.api.conftest import _llm_agent, auth
+from tests.api.conftest import auth, llm_agent_for
 from tests.mcp.conftest import mcp_client
 from tests.workflow_bridge.test_cascade import review_flow
 from workflow_bridge.services import workflow_save
@@ -92,7 +92,7 @@ def test_schema_arguments_map_onto_the_agent_input_and_output_schema_is_structur
     live_server_url, committed_personas, fake_llm, settings, mode
 ):
     settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
-    made = _llm_agent(
+    made = llm_agent_for(
         committed_personas["alpha"],
         fake_llm,
         input_schema={

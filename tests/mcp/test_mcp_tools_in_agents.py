@@ -47,7 +47,8 @@ def remote_mcp_server() -> Iterator[RemoteServer]:
 
     @remote.tool()
     async def slow(who: str) -> str:
-        await asyncio.sleep(5)
+        """Never answers: it waits on an event nobody sets, until the caller gives up."""
+        await asyncio.Event().wait()
         return "too late"
 
     app = remote.streamable_http_app(stateless_http=True)
