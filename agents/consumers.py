@@ -265,7 +265,14 @@ class AgentsConsumer(AsyncWebsocketConsumer):
                 idempotency_key=args.idempotency_key,
             )
         except DomainError as exc:  # refused (unknown agent, bad body, ...): nothing started
-            self._reply(error_message(exc.code, exc.message, request_id=args.request_id))
+            self._reply(
+                error_message(
+                    exc.code,
+                    exc.message,
+                    request_id=args.request_id,
+                    retry_after=exc.headers.get("Retry-After"),
+                )
+            )
             return
         except Exception as exc:
             if database_unavailable(exc):

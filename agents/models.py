@@ -262,6 +262,12 @@ class Execution(models.Model):
     )
     principal = models.CharField(max_length=200, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    # What admission (and each further model call) set aside against the tenant's token and
+    # cost quotas while the run is active (agents.core.limits); meaningless once it ended.
+    reserved_tokens = models.PositiveBigIntegerField(default=0, editable=False)
+    reserved_cost = models.DecimalField(
+        max_digits=14, decimal_places=8, default=Decimal("0"), editable=False
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -283,6 +289,33 @@ class Execution(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+class UsagePeriod(models.TextChoices):
+    DAY = "day", "Day"
+    MONTH = "month", "Month"
+
+
+class UsageCounter(models.Model):
+    """What a tenant's ended executions consumed in one UTC day or month, kept in step with
+    the executions (written in the transaction that stores each end): what quotas and budgets
+    are checked against without summing a month of executions per request."""
+
+    period = models.CharField(max_length=8, choices=UsagePeriod.choices)
+    starts_on = models.DateField()
+    executions = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=Decimal("0"))
+
+    class Meta:
+        ordering = ["-starts_on", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["period", "starts_on"], name="usage_counter_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.starts_on}"
 
 
 class ExecutionEvent(models.Model):

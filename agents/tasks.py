@@ -69,7 +69,6 @@ async def run_execution(schema_name: str, execution_id: str) -> str:
         claim_stored,
         schema_name,
         execution_id,
-        cap=settings.TENANT_MAX_CONCURRENT_EXECUTIONS,
     )
     if claim.outcome == "at_capacity":
         raise TenantAtCapacity(schema_name)

@@ -163,6 +163,8 @@ class ErrorMessage(TypedDict):
     execution_id: NotRequired[str]
     resource_id: NotRequired[str]
     workflow_id: NotRequired[str]
+    # A limit that was hit: seconds until a retry can succeed (HTTP's Retry-After).
+    retry_after: NotRequired[int]
     request_id: NotRequired[str]
     # true: try again (resubscribe with after); the failure was the server's, not the request's
     retryable: NotRequired[bool]
@@ -328,8 +330,11 @@ def error_message(
     request_id: str | None = None,
     resource_id: str | None = None,
     workflow_id: str | None = None,
+    retry_after: str | None = None,
 ) -> ErrorMessage:
     message: ErrorMessage = {"type": "error", "error": error, "code": code, "timestamp": now_iso()}
+    if retry_after is not None and retry_after.isdigit():
+        message["retry_after"] = int(retry_after)
     if execution_id is not None:
         message["execution_id"] = execution_id
     if resource_id is not None:

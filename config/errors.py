@@ -67,6 +67,30 @@ class ValidationFailed(DomainError):
     code = "validation_error"
 
 
+class LimitExceeded(DomainError):
+    """A plan's limit or quota says no (429, with Retry-After); ``code`` names which one."""
+
+    status = 429
+    code = "limit_exceeded"
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int = 429,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        all_headers = dict(headers or {})
+        if retry_after is not None:
+            all_headers.setdefault("Retry-After", str(max(int(retry_after + 0.999), 1)))
+        super().__init__(message, details=details, headers=all_headers)
+        self.code = code
+        self.status = status
+
+
 class PermissionRefused(DomainError):
     status = 403
     code = "permission_denied"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.database import resolve_database
 from config.env import (
     env_bool,
@@ -208,8 +210,6 @@ JWT_MAX_TTL_SECONDS = env_int("JWT_MAX_TTL_SECONDS", 3600, minimum=30)
 # In DEBUG, unset means a key generated once under DATA_DIR/jwt.
 JWT_SIGNING_KEYS = env_str("JWT_SIGNING_KEYS", "")
 if not JWT_SIGNING_KEYS and not DEBUG:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("JWT_SIGNING_KEYS must be set when DEBUG is off")
 # Only write last_used_at when the stored value is older than this: one UPDATE a minute per
 # key, not one per request.
@@ -286,8 +286,6 @@ NATS_RETRY_MAX_SECONDS = env_float("NATS_RETRY_MAX_SECONDS", 30.0, minimum=0.1)
 # (events written while NATS was down, or whose publish job was lost).
 NATS_SWEEP_SECONDS = env_int("NATS_SWEEP_SECONDS", 10, minimum=1)
 if 60 % NATS_SWEEP_SECONDS:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("NATS_SWEEP_SECONDS must divide 60 (it is a cron seconds step)")
 # Deduplication window of the streams the platform creates (JetStream drops a message whose
 # Nats-Msg-Id it has seen within it): longer than any retry after a lost acknowledgement.
@@ -333,8 +331,6 @@ WORKER_POLLING_INTERVAL_SECONDS = env_float("WORKER_POLLING_INTERVAL_SECONDS", 0
 WORKER_HEARTBEAT_SECONDS = env_float("WORKER_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
 WORKER_STALLED_AFTER_SECONDS = env_float("WORKER_STALLED_AFTER_SECONDS", 20.0, minimum=0.5)
 if WORKER_STALLED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS:
-    from django.core.exceptions import ImproperlyConfigured
-
     # Closer than that, one slow heartbeat would restart a run that is still alive.
     raise ImproperlyConfigured(
         "WORKER_STALLED_AFTER_SECONDS must be at least twice WORKER_HEARTBEAT_SECONDS"
@@ -342,8 +338,6 @@ if WORKER_STALLED_AFTER_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS:
 # The sweeper (a periodic job) runs every this many seconds (a divisor of 60).
 WORKER_SWEEP_SECONDS = env_int("WORKER_SWEEP_SECONDS", 5, minimum=1)
 if 60 % WORKER_SWEEP_SECONDS:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("WORKER_SWEEP_SECONDS must divide 60 (it is a cron seconds step)")
 # How many times a run whose worker died is started again before it fails "worker_lost".
 WORKER_LOST_MAX_RESTARTS = env_int("WORKER_LOST_MAX_RESTARTS", 1, minimum=0)
@@ -391,3 +385,17 @@ LOGGING = {
         "psycopg.pool": {"level": "ERROR"},
     },
 }
+
+# ---- Plans, quotas and rate limits (tenants.plans, tenants.ratelimit, agents.core.limits) ----
+# How stale a process's copy of a plan may get if it missed the plan_changes notification.
+PLAN_CACHE_SECONDS = env_float("PLAN_CACHE_SECONDS", 5.0, minimum=0)
+# Token buckets shared by every process: "postgres" (default) or "redis" (REDIS_URL).
+RATE_LIMIT_BACKEND = env_str("RATE_LIMIT_BACKEND", "redis" if REDIS_URL else "postgres")
+if RATE_LIMIT_BACKEND not in {"postgres", "redis"}:
+    raise ImproperlyConfigured("RATE_LIMIT_BACKEND must be postgres or redis")
+if RATE_LIMIT_BACKEND == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("RATE_LIMIT_BACKEND=redis needs REDIS_URL")
+# Load shedding: a process already running this many executions refuses new ones with 503 +
+# Retry-After instead of queueing them in memory without bound (0: never shed).
+MAX_RUNS_PER_PROCESS = env_int("MAX_RUNS_PER_PROCESS", 200, minimum=0)
+SHED_RETRY_AFTER_SECONDS = env_int("SHED_RETRY_AFTER_SECONDS", 2, minimum=1)

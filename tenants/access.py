@@ -17,7 +17,7 @@ Every query here runs in the public schema; callers outside a request enter it t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -26,10 +26,12 @@ from django.http import HttpRequest
 
 from config.errors import PermissionRefused
 from config.middleware import request_id_for
+from tenants import ratelimit
 from tenants.audit.models import AuditOutcome
 from tenants.audit.services import audit_auth_failure, audit_record, client_address
 from tenants.authentication import CredentialRejected, authenticate_bearer, bearer_from_header
 from tenants.models import Tenant
+from tenants.plans import Limits, limits_of
 from tenants.principals import Principal
 from tenants.roles import Permission
 from tenants.selectors import tenant_for_host
@@ -43,13 +45,23 @@ MAX_CREDENTIAL_CHARS = 8192
 class AccessRefused(Exception):
     """The caller may not go on. ``status``/``code``/``message`` are safe to show."""
 
-    def __init__(self, status: int, code: str, message: str, *, challenge: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        challenge: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         # 401s carry a WWW-Authenticate challenge over HTTP.
         self.challenge = challenge
+        # Headers that belong to the refusal over HTTP (429: Retry-After, RateLimit-*).
+        self.headers = headers or {}
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,8 @@ class Caller:
 
     tenant: Tenant | None
     principal: Principal | None
+    # RateLimit-* headers for the response (the tightest of the caller's request limits).
+    rate_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,7 +174,63 @@ def resolve_caller(
         )
     if tenant is not None and not tenant.is_active:
         raise AccessRefused(403, "tenant_suspended", "This tenant is suspended.")
-    return Caller(tenant, principal)
+    rate_headers: dict[str, str] = {}
+    if tenant is not None and principal is not None:
+        rate_headers = check_request_rate(limits_of(tenant), principal)
+    return Caller(tenant, principal, rate_headers)
+
+
+REQUEST_RATE_CODES = {
+    "tenant": "tenant_request_rate_exceeded",
+    "key": "key_request_rate_exceeded",
+}
+
+
+def request_buckets(limits: Limits, principal: Principal) -> list[ratelimit.Bucket]:
+    """The request-rate buckets of a call: the tenant's and (per key) the credential's key."""
+    buckets = []
+    if limits.requests_per_minute is not None:
+        buckets.append(
+            ratelimit.Bucket(
+                f"req:t:{principal.tenant_id}",
+                limits.requests_per_minute,
+                60.0,
+                REQUEST_RATE_CODES["tenant"],
+            )
+        )
+    if limits.requests_per_minute_per_key is not None:
+        # A token counts for the key that minted it; a user (admin) or workflow for itself.
+        who = principal.api_key_id or principal.audit_actor
+        buckets.append(
+            ratelimit.Bucket(
+                f"req:k:{principal.tenant_id}:{who}",
+                limits.requests_per_minute_per_key,
+                60.0,
+                REQUEST_RATE_CODES["key"],
+            )
+        )
+    return buckets
+
+
+def check_request_rate(limits: Limits, principal: Principal) -> dict[str, str]:
+    """Take one request from the caller's buckets; the RateLimit-* headers, or
+    :class:`AccessRefused` 429 naming the limit that was hit (sync)."""
+    buckets = request_buckets(limits, principal)
+    if not buckets:
+        return {}
+    decisions = ratelimit.take(buckets)
+    headers = ratelimit.headers(decisions)
+    hit = ratelimit.refused(decisions)
+    if hit is not None:
+        raise AccessRefused(
+            429,
+            hit.bucket.code,
+            f"Too many requests: {hit.bucket.limit} per minute "
+            f"({'tenant' if hit.bucket.code == REQUEST_RATE_CODES['tenant'] else 'API key'}); "
+            f"retry after {headers['Retry-After']} s.",
+            headers=headers,
+        )
+    return headers
 
 
 def _audit_denial(

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from config.admin_sites import public_admin_site, tenant_admin_site
 from config.errors import DomainError
 from tenants.middleware import request_tenant
-from tenants.models import ApiKey, Domain, Tenant, TenantStatus
+from tenants.models import ApiKey, Domain, Plan, Tenant, TenantStatus
 from tenants.services import api_key_create, api_key_revoke, tenant_create, tenant_set_status
 
 
@@ -36,10 +36,72 @@ class TenantAddForm(forms.ModelForm):
         fields = ["slug", "name"]
 
 
+@admin.register(Plan, site=public_admin_site)
+class PlanAdmin(admin.ModelAdmin):
+    """Plans are platform-wide: only the platform admin edits them; tenants read theirs
+    (``GET /plan``). A plan in use cannot be deleted (PROTECT)."""
+
+    list_display = (
+        "slug",
+        "name",
+        "executions_per_day",
+        "tokens_per_month",
+        "cost_budget",
+        "budget_period",
+        "max_concurrent_executions",
+        "requests_per_minute",
+        "updated_at",
+    )
+    search_fields = ("slug", "name")
+    fieldsets = [
+        (None, {"fields": ["slug", "name"]}),
+        (
+            "Quotas",
+            {
+                "fields": [
+                    "max_agents",
+                    "executions_per_day",
+                    "tokens_per_day",
+                    "tokens_per_month",
+                    "cost_budget",
+                    "budget_period",
+                    "budget_warning_percent",
+                ]
+            },
+        ),
+        (
+            "Concurrency and rates",
+            {
+                "fields": [
+                    "max_concurrent_executions",
+                    "max_streams_per_tenant",
+                    "max_streams_per_key",
+                    "requests_per_minute",
+                    "requests_per_minute_per_key",
+                    "executions_per_hour",
+                    "executions_per_hour_per_key",
+                ]
+            },
+        ),
+        (
+            "Per call",
+            {
+                "fields": [
+                    "max_execution_seconds",
+                    "max_tokens_per_call",
+                    "allowed_models",
+                    "allowed_providers",
+                    "retention_days",
+                ]
+            },
+        ),
+    ]
+
+
 @admin.register(Tenant, site=public_admin_site)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "status", "schema_name", "created_at")
-    list_filter = ("status",)
+    list_display = ("slug", "name", "status", "plan", "schema_name", "created_at")
+    list_filter = ("status", "plan")
     search_fields = ("slug", "name")
     actions = ["suspend", "activate"]
     inlines = [DomainInline]
@@ -58,7 +120,7 @@ class TenantAdmin(admin.ModelAdmin):
         return (
             ["slug", "name", "domain"]
             if obj is None
-            else ["slug", "name", "status", "schema_name", "created_at"]
+            else ["slug", "name", "status", "plan", "schema_name", "created_at"]
         )
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
@@ -66,7 +128,7 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         if change:
-            obj.save(update_fields=["name", "status"])
+            obj.save(update_fields=["name", "status", "plan"])
             return
         try:
             created = tenant_create(

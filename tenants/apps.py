@@ -16,3 +16,15 @@ class TenantsConfig(AppConfig):
         from django.conf import settings
 
         logger.info("database: %s", settings.DATABASE.describe())
+
+        from django.db.models.signals import post_delete, post_save
+
+        from tenants.models import Plan, Tenant
+        from tenants.plans import announce_plan_change
+
+        def plan_changed(**_: object) -> None:
+            announce_plan_change()
+
+        for model in (Plan, Tenant):
+            post_save.connect(plan_changed, sender=model, dispatch_uid=f"plan-{model.__name__}")
+            post_delete.connect(plan_changed, sender=model, dispatch_uid=f"plan-{model.__name__}-d")

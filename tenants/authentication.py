@@ -60,7 +60,7 @@ def _authenticate_api_key(key: str) -> Authenticated:
     prefix = split_api_key(key)
     if prefix is None:
         raise CredentialRejected("malformed api key")
-    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    api_key = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
     if api_key is None:
         raise CredentialRejected("unknown api key")
     tenant = api_key.tenant
@@ -105,7 +105,7 @@ def _authenticate_token(token: str) -> Authenticated:
         claimed = unverified_tenant_claim(token)
         tenant = Tenant.objects.filter(slug=claimed).first() if claimed else None
         raise CredentialRejected(f"invalid token: {exc}", tenant) from None
-    tenant = Tenant.objects.filter(slug=claims["tenant"]).first()
+    tenant = Tenant.objects.select_related("plan").filter(slug=claims["tenant"]).first()
     if tenant is None:
         raise CredentialRejected("token for an unknown tenant")
     if claims["role"] not in Role.values:

@@ -36,6 +36,7 @@ class TenantRequest(HttpRequest):
 
     tenant: Tenant | None  # None: the public schema and URLconf
     principal: Principal | None  # None: no credential was presented
+    rate_headers: dict[str, str]  # RateLimit-* of the caller's request limits (may be empty)
 
 
 def tenant_request(request: HttpRequest) -> TenantRequest:
@@ -67,6 +68,7 @@ class TenantResolutionMiddleware:
         resolved = tenant_request(request)
         resolved.tenant = None
         resolved.principal = None
+        resolved.rate_headers = {}
         if request.path in TENANTLESS_PATHS:
             tenant_connection.set_schema_to_public()
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
@@ -76,7 +78,10 @@ class TenantResolutionMiddleware:
             tenant_connection.set_schema_to_public()  # lazy: costs a SET only if something queries
             return refusal
         set_urlconf(request.urlconf)
-        return self.get_response(request)
+        response = self.get_response(request)
+        for name, value in resolved.rate_headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     def _resolve(self, request: TenantRequest) -> HttpResponse | None:
         # Until the tenant is known only public tables are read (Domain, ApiKey, Tenant): they
@@ -98,15 +103,14 @@ class TenantResolutionMiddleware:
             )
         except AccessRefused as refused:
             tenant_connection.set_schema_to_public()
-            headers = (
-                {"WWW-Authenticate": 'Bearer realm="api", error="invalid_token"'}
-                if refused.challenge
-                else None
-            )
+            headers = dict(refused.headers)
+            if refused.challenge:
+                headers["WWW-Authenticate"] = 'Bearer realm="api", error="invalid_token"'
             return error_response(
                 request, refused.status, refused.code, refused.message, headers=headers
             )
         request.principal = caller.principal
+        request.rate_headers = caller.rate_headers
         tenant = caller.tenant
         if tenant is None:
             tenant_connection.set_schema_to_public()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
@@ -26,6 +27,78 @@ class TenantStatus(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
 
 
+class BudgetPeriod(models.TextChoices):
+    DAY = "day", "Day (UTC)"
+    MONTH = "month", "Month (UTC)"
+
+
+def _limit(help_text: str) -> models.PositiveIntegerField[int | None, int | None]:
+    return models.PositiveIntegerField(null=True, blank=True, help_text=help_text)
+
+
+class Plan(models.Model):
+    """What a tenant may do. Every limit is optional: empty means "no limit".
+
+    Enforced in the execution core (``agents.core.limits``) and the access module, so every
+    interface gets the same answer; read through ``tenants.plans.limits_for`` (cached).
+    """
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    max_agents = _limit("Agents the tenant may have.")
+    executions_per_day = _limit("Executions admitted per UTC day (every mode).")
+    tokens_per_day = _limit("Input + output tokens per UTC day.")
+    tokens_per_month = _limit("Input + output tokens per UTC month.")
+    cost_budget = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Spend cap per budget period, in the currency of the model prices.",
+    )
+    budget_period = models.CharField(
+        max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH
+    )
+    budget_warning_percent = models.PositiveSmallIntegerField(
+        default=80, help_text="Consumption shows a warning from this share of the budget on."
+    )
+    max_concurrent_executions = _limit("Executions running at once (every mode).")
+    max_streams_per_tenant = _limit("Open SSE / WebSocket / MCP streams of the tenant.")
+    max_streams_per_key = _limit("Open streams per API key (tokens count for their key).")
+    max_execution_seconds = _limit("Upper bound of any execution's timeout.")
+    max_tokens_per_call = _limit("Upper bound of max_tokens of one model call.")
+    retention_days = _limit("Executions are kept this many days.")
+    requests_per_minute = _limit("API requests per minute, whole tenant.")
+    requests_per_minute_per_key = _limit("API requests per minute, per API key.")
+    executions_per_hour = _limit("Executions started per hour, whole tenant.")
+    executions_per_hour_per_key = _limit("Executions started per hour, per API key.")
+    allowed_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Model names or glob patterns ("gpt-4o*"); empty allows every model.',
+    )
+    allowed_providers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Provider kinds ("openai", "anthropic", ...); empty allows every provider.',
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name or self.slug
+
+    def clean(self) -> None:
+        for name in ("allowed_models", "allowed_providers"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(
+                isinstance(item, str) and item.strip() for item in value
+            ):
+                raise ValidationError({name: 'Give a JSON list of names, e.g. ["gpt-4o*"].'})
+
+
 class Tenant(TenantMixin):
     slug = models.CharField(max_length=40, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
@@ -33,6 +106,10 @@ class Tenant(TenantMixin):
         max_length=16, choices=TenantStatus.choices, default=TenantStatus.ACTIVE
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # No plan: no limits beyond the platform's settings.
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="tenants"
+    )
 
     # A tenant's schema is created with the row and never dropped with it: deleting a tenant
     # row must not silently destroy its data.
@@ -79,3 +156,18 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.role})"
+
+
+class RateBucket(models.Model):
+    """A token bucket of the PostgreSQL rate-limit back-end (``tenants.ratelimit``).
+
+    UNLOGGED (see the migration): buckets are cheap to lose in a crash, and writing them to
+    the WAL would cost every request a flush for nothing worth keeping.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)
+    tokens = models.FloatField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.key

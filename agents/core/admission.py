@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.core import queue
-from agents.core.claim import Claimed, load_for_run
+from agents.core.claim import Claimed, load_for_run, price_table
 from agents.core.idempotency import (
     IdempotencyInProgress,
     IdempotencyKey,
@@ -26,11 +26,26 @@ from agents.core.idempotency import (
     record_refusal,
     reserve,
 )
+from agents.core.limits import (
+    Reservation,
+    admit_within_quota,
+    check_request,
+    first_call_bound,
+    take_execution_rate,
+)
 from agents.core.requests import RunRequest
-from agents.engine import ExecutionInput, InvalidInput, MappingError, map_input, validate_input
+from agents.engine import (
+    ExecutionInput,
+    InvalidInput,
+    MappingError,
+    PriceTable,
+    map_input,
+    validate_input,
+)
 from agents.models import Agent, Execution, ExecutionStatus, new_execution_id
 from agents.services.agents import agent_get
 from config.errors import DomainError, ValidationFailed
+from tenants.plans import limits_for
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,8 @@ class Origin:
     request_id: str = ""
     parent_id: str | None = None
     depth: int = 0
+    # Whose per-key hourly execution bucket the run takes from (the API key, else the actor).
+    rate_key: str = ""
 
 
 def check_input_schema(agent: Agent, request: RunRequest, schema_name: str) -> None:
@@ -82,7 +99,12 @@ def _replay(execution_id: str) -> Admitted:
 
 
 def _store(
-    schema_name: str, agent: Agent, request: RunRequest, origin: Origin, execution_id: str
+    schema_name: str,
+    agent: Agent,
+    request: RunRequest,
+    origin: Origin,
+    execution_id: str,
+    reserved: Reservation,
 ) -> Execution:
     background = request.mode == "background"
     execution = Execution(
@@ -97,6 +119,8 @@ def _store(
         parent_id=origin.parent_id,
         principal=origin.actor[:200],
         request_id=origin.request_id[:128],
+        reserved_tokens=reserved.tokens,
+        reserved_cost=reserved.cost,
     )
     # The platform owns tenant_id and execution_id in the context: a caller cannot set them.
     execution.context = {**request.context, "tenant_id": schema_name, "execution_id": execution_id}
@@ -111,8 +135,15 @@ def admit(
     run that may not start; with a key, that refusal is stored for the key's repeats."""
     execution_id = new_execution_id()
     background = request.mode == "background"
-    # A transaction only where two writes must stand or fall together (the key, the job).
-    atomic = transaction.atomic() if key is not None or background else contextlib.nullcontext()
+    limits = limits_for(schema_name)
+    # A transaction only where writes must stand or fall together (the key, the job) or a
+    # quota decision must hold until the execution that takes from it is stored.
+    metered = limits.meters_usage or limits.max_concurrent_executions is not None
+    atomic = (
+        transaction.atomic()
+        if key is not None or background or metered
+        else contextlib.nullcontext()
+    )
     try:
         with atomic:
             if key is not None:
@@ -124,8 +155,18 @@ def admit(
             agent = agent_get(request.agent_ref)
             if not agent.enabled:
                 raise ValidationFailed("agent_id: the agent is disabled")
+            request = check_request(limits, agent, request)
             check_input_schema(agent, request, schema_name)
-            execution = _store(schema_name, agent, request, origin, execution_id)
+            if origin.depth == 0:
+                take_execution_rate(limits, schema_name, origin.rate_key or origin.actor)
+            prices = price_table() if limits.cost_budget is not None else None
+            reserved = admit_within_quota(
+                schema_name,
+                limits,
+                foreground=not background,
+                bound=first_call_bound(agent, request, prices[0] if prices else PriceTable()),
+            )
+            execution = _store(schema_name, agent, request, origin, execution_id, reserved)
             if background:
                 queue.enqueue(schema_name=schema_name, execution_id=execution_id)
                 return Admitted(execution)
@@ -135,6 +176,8 @@ def admit(
                 execution=execution,
                 request=request,
                 depth=origin.depth,
+                limits=limits,
+                prices=prices,
             )
             return Admitted(execution, claimed)
     except (ReplayedRefusal, IdempotencyKeyReused, IdempotencyInProgress):

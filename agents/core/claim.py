@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -24,6 +25,7 @@ from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus, Mod
 from agents.services.agents import agent_snapshot
 from agents.services.credentials import provider_config_for
 from config.errors import NotFound
+from tenants.plans import NO_LIMITS, Limits, limits_for
 
 AGENT_DISABLED = "agent_disabled"
 VERSION_UNAVAILABLE = "agent_version_unavailable"
@@ -43,6 +45,8 @@ class Claimed:
     next_seq: int = 1
     # Agent-as-tool nesting depth of this run (0 for runs callers started).
     depth: int = 0
+    # The tenant's plan, as admission or the claim read it (the run's quota gate uses it).
+    limits: Limits = NO_LIMITS
 
     @property
     def execution_id(self) -> str:
@@ -91,12 +95,17 @@ def load_for_run(
     request: RunRequest,
     next_seq: int = 1,
     depth: int = 0,
+    limits: Limits = NO_LIMITS,
+    prices: tuple[PriceTable, tuple[ModelOption, ...]] | None = None,
 ) -> Claimed:
     """What the engine needs for ``execution``: the snapshot of the version it pinned (the
-    agent row itself when that is still current: no query), prices and routable models."""
+    agent row itself when that is still current: no query), prices and routable models
+    (``prices``: already read by the caller)."""
     snapshot = agent_snapshot(agent, version=execution.agent_version)
-    prices, models = price_table()
-    return Claimed(schema_name, execution, request, snapshot, prices, models, next_seq, depth)
+    table, models = prices if prices is not None else price_table()
+    return Claimed(
+        schema_name, execution, request, snapshot, table, models, next_seq, depth, limits
+    )
 
 
 ClaimOutcome = Literal["claimed", "at_capacity", "nothing"]
@@ -108,15 +117,20 @@ class Claim:
     claimed: Claimed | None = None
 
 
-def claim_stored(schema_name: str, execution_id: str, *, cap: int = 0) -> Claim:
+def claim_stored(schema_name: str, execution_id: str, *, cap: int | None = None) -> Claim:
     """Move a queued (or pending) execution to ``running`` unless it was cancelled, already
-    ran, or its tenant already runs ``cap`` executions (0: no cap).
+    ran, or its tenant already runs ``cap`` executions (0: no cap; None: the tenant plan's
+    ``max_concurrent_executions``, else ``TENANT_MAX_CONCURRENT_EXECUTIONS``).
 
     The count and the claim share one transaction under a per-tenant advisory lock: two
     workers starting jobs of one tenant at once cannot both take the last slot. A run whose
     agent is disabled, or whose pinned version can no longer be loaded, ends here with the
     reason (status and terminal event together).
     """
+    limits = limits_for(schema_name)
+    if cap is None:
+        planned = limits.max_concurrent_executions
+        cap = planned if planned is not None else settings.TENANT_MAX_CONCURRENT_EXECUTIONS
     with transaction.atomic():
         execution = (
             Execution.objects.select_for_update(of=("self",))
@@ -154,6 +168,7 @@ def claim_stored(schema_name: str, execution_id: str, *, cap: int = 0) -> Claim:
                 execution=execution,
                 request=request_of(execution),
                 next_seq=(last["m"] or 0) + 1,
+                limits=limits,
             )
         except NotFound as exc:
             end_unstarted(

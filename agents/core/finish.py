@@ -25,6 +25,7 @@ from django.utils import timezone
 from agents.core.event_log import EventLog
 from agents.core.hooks import run_ended
 from agents.core.hub import get_hub
+from agents.core.limits import settle
 from agents.core.outage import DatabaseUnavailable, retry_while_down
 from agents.engine import AttemptRecord, ExecutionResult
 from agents.models import Execution, ExecutionEvent, ExecutionStatus
@@ -83,6 +84,7 @@ def store_terminal(
                 ExecutionEvent.objects.bulk_create(rows)
             for name, value in fields.items():
                 setattr(execution, name, value)
+            settle(execution)
             run_ended(execution)
             return execution
     logger.warning(

@@ -21,6 +21,8 @@ from typing import TypedDict
 
 from django.conf import settings
 
+from tenants.plans import PLAN_CHANGES_CHANNEL, forget_limits
+
 logger = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "execution_events"
@@ -118,6 +120,7 @@ class EventHub:
                     for channel in sorted(EVENT_CHANNELS):
                         conn.execute(f"LISTEN {channel}")
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    conn.execute(f"LISTEN {PLAN_CHANGES_CHANNEL}")
                     loop.call_soon_threadsafe(self._on_connected)
                     if lost_at is not None:
                         logger.warning(
@@ -151,8 +154,12 @@ class EventHub:
         self._connected.set()
         # Anything that happened while we were not listening: wake everyone to look again.
         self._wake_all()
+        forget_limits()
 
     def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == PLAN_CHANGES_CHANNEL:
+            forget_limits()
+            return
         parts = payload.split(":")
         if len(parts) < 2:
             return
@@ -202,6 +209,11 @@ class EventHub:
         finally:
             if self._runs.get(key) is cancel:
                 self._runs.pop(key, None)
+
+    @property
+    def running_count(self) -> int:
+        """How many runs execute in this process now."""
+        return len(self._runs)
 
     def cancel_local(self, schema_name: str, execution_id: str) -> bool:
         cancel = self._runs.get((schema_name, execution_id))

@@ -19,6 +19,7 @@ from agents.core.claim import Claimed
 from agents.core.event_log import EventLog
 from agents.core.finish import finish
 from agents.core.hub import get_hub
+from agents.core.limits import gate_for
 from agents.core.requests import RunRequest
 from agents.engine import (
     DEFAULT_RETRY_ON,
@@ -145,6 +146,7 @@ async def run_claimed(claimed: Claimed) -> Execution:
         tools=tool_runner(claimed),
         prices=claimed.prices,
         models=claimed.models,
+        gate=gate_for(schema_name, claimed.execution, claimed.limits, claimed.prices),
     )
     log.on_superseded = run.cancel
     with get_hub().running(schema_name, claimed.execution_id, run.cancel):

@@ -7,6 +7,7 @@ from typing import Any
 
 from agents.core.admission import Origin, admit
 from agents.core.handle import RunHandle, start_detached
+from agents.core.hub import get_hub
 from agents.core.idempotency import (
     IdempotencyKey,
     body_fingerprint,
@@ -14,6 +15,7 @@ from agents.core.idempotency import (
     parse_idempotency_key,
     record_refusal,
 )
+from agents.core.limits import shed_load
 from agents.core.requests import RunMode, RunRequest, parse_run_request
 from agents.core.run import run_claimed
 from agents.models import Execution
@@ -66,7 +68,11 @@ def queue_run(*, principal: Principal, request: RunRequest, request_id: str = ""
     if request.mode != "background":
         raise ValueError("queue_run starts background runs only")
     authorize(principal, Permission.EXECUTIONS_RUN, action="run")
-    origin = Origin(actor=principal.audit_actor, request_id=request_id)
+    origin = Origin(
+        actor=principal.audit_actor,
+        request_id=request_id,
+        rate_key=principal.api_key_id or principal.audit_actor,
+    )
     return admit(principal.schema_name, request, origin).execution
 
 
@@ -90,7 +96,12 @@ async def run_request(
     if not checked:
         await authorize_async(principal, Permission.EXECUTIONS_RUN, action="run")
     schema_name = principal.schema_name
-    origin = Origin(actor=principal.audit_actor, request_id=request_id)
+    shed_load(get_hub().running_count)
+    origin = Origin(
+        actor=principal.audit_actor,
+        request_id=request_id,
+        rate_key=principal.api_key_id or principal.audit_actor,
+    )
     admitted = await in_schema(schema_name, admit, schema_name, request, origin, key)
     claimed = admitted.claimed
     if claimed is None:

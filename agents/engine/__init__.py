@@ -43,6 +43,7 @@ from agents.engine.types import (
     ExecutionResult,
     ModelTarget,
     RetryConfig,
+    SpendGate,
     ToolDefinition,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "ProviderFactory",
     "ResetEvent",
     "RetryConfig",
+    "SpendGate",
     "ToolCallContext",
     "ToolDefinition",
     "ToolOutcome",

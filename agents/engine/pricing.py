@@ -49,6 +49,16 @@ class PriceTable:
             return None
         return self._prices[max(candidates, key=len)]
 
+    def highest(self) -> tuple[Decimal, Decimal]:
+        """The highest input and output price of any model (a bound for calls whose model is
+        chosen later, e.g. a virtual model)."""
+        if not self._prices:
+            return Decimal(0), Decimal(0)
+        return (
+            max(e.input_per_million for e in self._prices.values()),
+            max(e.output_per_million for e in self._prices.values()),
+        )
+
     def cost(self, model: str, usage: Usage) -> Decimal | None:
         """Cost of ``usage`` on ``model`` in USD, or None when the model has no price."""
         price = self.lookup(model)

@@ -37,6 +37,7 @@ from agents.engine.types import (
     ExecutionResult,
     ExecutionStatus,
     ModelTarget,
+    SpendGate,
     ToolDefinition,
 )
 from agents.providers.base import ErrorKind, Message, ToolCall, ToolSpec, Usage
@@ -72,6 +73,7 @@ class RunState:
         breakers: BreakerRegistry,
         sleep: Sleep,
         models: tuple[ModelOption, ...],
+        gate: SpendGate | None = None,
     ) -> None:
         self.agent = agent
         self.context: dict[str, Any] = copy.deepcopy(dict(context))
@@ -84,6 +86,7 @@ class RunState:
         self.breakers = breakers
         self.sleep = sleep
         self.models = models
+        self.gate = gate
         self.execution_id = str(self.context.get("execution_id") or f"exec_{uuid.uuid4()}")
         self.requested_model = config.model or agent.model
         self.mapped_input: dict[str, Any] = {}
@@ -237,6 +240,7 @@ class RunState:
             provider_factory=self.provider_factory or _default_provider_factory(),
             breakers=self.breakers,
             sleep=self.sleep,
+            gate=self.gate,
         )
         messages = initial_messages(system, user)
         while True:

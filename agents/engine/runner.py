@@ -22,7 +22,13 @@ from agents.engine.routing import ModelOption
 from agents.engine.run_state import RunState
 from agents.engine.tools import ToolRunner
 from agents.engine.turns import ProviderFactory, Sleep
-from agents.engine.types import AgentSnapshot, CallConfig, ExecutionInput, ExecutionResult
+from agents.engine.types import (
+    AgentSnapshot,
+    CallConfig,
+    ExecutionInput,
+    ExecutionResult,
+    SpendGate,
+)
 
 
 def _run_state(
@@ -38,6 +44,7 @@ def _run_state(
     breakers: BreakerRegistry | None,
     sleep: Sleep,
     models: Sequence[ModelOption],
+    gate: SpendGate | None = None,
 ) -> RunState:
     return RunState(
         agent=agent,
@@ -51,6 +58,7 @@ def _run_state(
         breakers=breakers or default_breakers,
         sleep=sleep,
         models=tuple(models),
+        gate=gate,
     )
 
 
@@ -144,6 +152,7 @@ def start_agent(
     breakers: BreakerRegistry | None = None,
     sleep: Sleep = asyncio.sleep,
     models: Sequence[ModelOption] = (),
+    gate: SpendGate | None = None,
 ) -> AgentRun:
     """Start :func:`run_agent` as a task (same arguments) and return a cancellable handle.
 
@@ -162,5 +171,6 @@ def start_agent(
             breakers=breakers,
             sleep=sleep,
             models=models,
+            gate=gate,
         )
     )

@@ -19,6 +19,7 @@ each target its own sequence of up to ``retry.max_attempts`` attempts:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -39,6 +40,7 @@ from agents.engine.types import (
     AttemptStatus,
     CallConfig,
     ModelTarget,
+    SpendGate,
 )
 from agents.providers.base import (
     ChatRequest,
@@ -107,6 +109,22 @@ def _estimate_usage(messages: list[Message], text: str, calls: tuple[ToolCall, .
     return Usage(input_tokens=(prompt + 3) // 4, output_tokens=(reply + 3) // 4, estimated=True)
 
 
+def prompt_bytes(request: ChatRequest) -> int:
+    """Every byte a call sends the model (each is at most one token: an upper bound)."""
+    total = sum(
+        len(m.content.encode())
+        + sum(len(json.dumps(c.arguments, default=str)) for c in m.tool_calls)
+        for m in request.messages
+    )
+    total += sum(
+        len(t.name) + len(t.description.encode()) + len(json.dumps(t.parameters, default=str))
+        for t in request.tools
+    )
+    if request.json_schema is not None:
+        total += len(json.dumps(request.json_schema, default=str))
+    return total
+
+
 class TurnRunner:
     """Runs turns for one execution and accumulates attempts, usage and cost."""
 
@@ -122,6 +140,7 @@ class TurnRunner:
         provider_factory: ProviderFactory,
         breakers: BreakerRegistry,
         sleep: Sleep,
+        gate: SpendGate | None = None,
     ) -> None:
         self.agent = agent
         self.config = config
@@ -132,6 +151,7 @@ class TurnRunner:
         self.provider_factory = provider_factory
         self.breakers = breakers
         self.sleep = sleep
+        self.gate = gate
         self.retry = config.retry or agent.retry
         self.attempts: list[AttemptRecord] = []
         self.usage = Usage()
@@ -170,6 +190,16 @@ class TurnRunner:
             target = self.targets[index]
             breaker = self.breakers.get(target.provider)
             for attempt_no in range(1, max_attempts + 1):
+                if self.gate is not None:
+                    # Before the breaker: a refused call must not hold a half-open probe.
+                    request = self._request(target, messages)
+                    await self.gate.before_call(
+                        model=target.model,
+                        prompt_bytes=prompt_bytes(request),
+                        max_output=request.max_tokens,
+                        spent=self.usage,
+                        spent_cost=self.cost,
+                    )
                 if not breaker.allow():
                     last = _AttemptFailed(
                         ErrorKind.CIRCUIT_OPEN,

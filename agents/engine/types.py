@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agents.providers.base import ProviderConfig, Usage
 
@@ -90,6 +90,22 @@ class AgentSnapshot:
     timeout_seconds: float | None = 120.0
     fallbacks: tuple[ModelTarget, ...] = ()
     max_tool_steps: int = 8
+
+
+class SpendGate(Protocol):
+    """Asked before every model call of a run whose tenant meters tokens or cost; raises an
+    ``EngineError`` (``budget_exceeded``) to end the run instead of making the call. ``spent``
+    and ``spent_cost``: what the run's earlier calls used."""
+
+    async def before_call(
+        self,
+        *,
+        model: str,
+        prompt_bytes: int,
+        max_output: int | None,
+        spent: Usage,
+        spent_cost: Decimal,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -282,15 +282,21 @@ class McpApplication:
 
     # ---- requests ----
 
-    async def _caller(self, scope: Scope, request_id: str) -> Caller | tuple[int, dict[str, Any]]:
+    async def _caller(
+        self, scope: Scope, request_id: str
+    ) -> Caller | tuple[int, dict[str, Any], dict[str, str]]:
         host = allowed_host(header(scope, b"host") or "")
         if host is None:
-            return 400, _error("bad_request", "Invalid Host header.", request_id)
+            return 400, _error("bad_request", "Invalid Host header.", request_id), {}
         if not origin_allowed(scope):
-            return 403, _error("origin_not_allowed", "This Origin may not call /mcp.", request_id)
+            return (
+                403,
+                _error("origin_not_allowed", "This Origin may not call /mcp.", request_id),
+                {},
+            )
         served, tenant = await in_public(served_host, host)
         if not served:
-            return 404, _error("not_found", "Unknown host.", request_id)
+            return 404, _error("not_found", "Unknown host.", request_id), {}
         try:
             return await in_public(
                 resolve_caller,
@@ -302,14 +308,18 @@ class McpApplication:
                 ),
             )
         except AccessRefused as refused:
-            return refused.status, _error(refused.code, refused.message, request_id)
+            return (
+                refused.status,
+                _error(refused.code, refused.message, request_id),
+                refused.headers,
+            )
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = safe_request_id(header(scope, b"x-request-id") or "")
         found = await self._caller(scope, request_id)
         if isinstance(found, tuple):
-            status, body = found
-            headers = {"X-Request-ID": request_id}
+            status, body, refusal_headers = found
+            headers = {"X-Request-ID": request_id, **refusal_headers}
             if status == 401:
                 headers["WWW-Authenticate"] = _challenge(scope)
             return await _send_json(send, status, body, headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import ProtectedError, Q
 
 from agents.engine import AgentSnapshot, ModelTarget, RetryConfig, ToolDefinition
@@ -14,8 +14,9 @@ from agents.services.credentials import provider_config_for
 from agents.services.mcp_servers import mcp_tool_problem
 from agents.services.tool_secrets import open_tool_secrets, seal_tool_secrets
 from agents.validation import validate_agent_config
-from config.errors import Conflict, NotFound, ValidationFailed
+from config.errors import Conflict, LimitExceeded, NotFound, ValidationFailed
 from tenants.audit.services import audit_record
+from tenants.plans import limits_for
 
 # Fields that make up an agent's configuration (and so its versions). ``credential`` is stored
 # in versions as the credential's id.
@@ -123,7 +124,21 @@ def agent_create(*, data: dict[str, Any], actor: str, schema_name: str) -> Agent
     tenant, or ``schema_context``); ``schema_name`` names it for the audit log."""
     agent = Agent()
     _apply(agent, dict(data))
+    cap = limits_for(schema_name).max_agents
     with transaction.atomic():
+        if cap is not None:
+            # Serialised per tenant: two creations at once cannot both take the last place.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    [f"cba:agents:{schema_name}"],
+                )
+            if Agent.objects.count() >= cap:
+                raise LimitExceeded(
+                    "agent_limit_exceeded",
+                    f"the tenant's plan allows {cap} agents; delete one or change the plan",
+                    status=403,
+                )
         if Agent.objects.filter(slug=agent.slug).exists():
             raise Conflict(f"slug: an agent {agent.slug!r} already exists")
         agent.version = 1
