@@ -12,7 +12,7 @@ from django_tenants.utils import schema_context
 
 from agents.models import ModelPrice
 from tenants.models import Plan, Tenant
-from tenants.plans import forget_limits
+from tenants.plans import announce_plan_change, forget_limits
 from tests.api.conftest import make_llm_agent  # noqa: F401  (a fixture these tests share)
 from tests.conftest import Persona
 
@@ -52,7 +52,7 @@ def put_on_plan(persona: Persona, **limits: Any) -> Plan:
             slug=f"p-{persona.slug}-{Plan.objects.count()}", name="Test", **limits
         )
         Tenant.objects.filter(pk=persona.tenant.pk).update(plan=plan)
-    forget_limits()
+        announce_plan_change()  # an update() sends no signal; live servers must hear of it
     return plan
 
 
