@@ -31,6 +31,12 @@ from agents.services.agents import CONFIG_FIELDS, agent_create, agent_update
 from agents.services.credentials import credential_save
 from agents.services.mcp_servers import mcp_server_check, mcp_server_create, mcp_server_update
 from agents.services.tool_secrets import mask_tool_secrets, seal_tool_secrets
+from agents.usage import usage, usage_period_or_default
+from agents.usage_charts import (
+    cost_per_day_chart,
+    executions_per_day_chart,
+    tokens_by_model_chart,
+)
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
 from tenants.middleware import request_tenant
@@ -434,3 +440,41 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_urls(self) -> list[URLPattern]:
+        usage_page = path(
+            "usage/",
+            self.admin_site.admin_view(self.usage_view),
+            name="agents_execution_usage",
+        )
+        return [usage_page, *super().get_urls()]
+
+    def usage_view(self, request: HttpRequest) -> HttpResponse:
+        """The tenant's usage over a period (``from``/``to``, default the last 30 days):
+        charts drawn server-side (agents.usage_charts) and the figures by agent and model.
+        For staff who may view executions (admin_view has checked staff)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        period, error = usage_period_or_default(
+            start=request.GET.get("from") or None, end=request.GET.get("to") or None
+        )
+        since, until = period.since, period.until
+        by_day = usage(group_by=("day", "status"), since=since, until=until)
+        by_model = usage(group_by=("model",), since=since, until=until)
+        by_agent = usage(group_by=("agent",), since=since, until=until)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage",
+            "opts": self.model._meta,
+            "period": period,
+            "error": error,
+            "totals": by_day.totals,
+            "charts": [
+                executions_per_day_chart(by_day, period.days),
+                cost_per_day_chart(by_day, period.days),
+                tokens_by_model_chart(by_model),
+            ],
+            "by_agent": by_agent.rows,
+            "by_model": sorted(by_model.rows, key=lambda r: -r.figures.total_tokens),
+        }
+        return TemplateResponse(request, "admin/usage/tenant.html", context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from agents.api import agents, executions, mcp_servers, plan, sse
+from agents.api.usage import UsageReportApi
 
 urlpatterns = [
     path("mcp-servers", mcp_servers.McpServerCollectionApi.as_view(), name="mcp-servers"),
@@ -15,6 +16,7 @@ urlpatterns = [
     ),
     path("agents", agents.AgentCollectionApi.as_view(), name="agents"),
     path("models", agents.ModelListApi.as_view(), name="models"),
+    path("usage", UsageReportApi.as_view(), name="usage"),
     path("plan", plan.PlanApi.as_view(), name="plan"),
     path("agents/<str:agent_id>", agents.AgentDetailApi.as_view(), name="agent-detail"),
     path(
