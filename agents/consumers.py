@@ -40,6 +40,7 @@ from typing import Any, cast
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents.core import DatabaseUnavailable, cancel_execution, follow_events, start_run
+from agents.core.streams import StreamLease, open_stream
 from agents.engine.events import now_iso
 from agents.selectors import execution_get
 from agents.ws_protocol import (
@@ -82,6 +83,9 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_INTERNAL_ERROR = 1011
+# A limit of the plan (open streams) refuses the connection (4000 + HTTP 429; servers may send
+# only 1000 and 3000-4999).
+CLOSE_TRY_AGAIN_LATER = 4429
 AUTH_TIMEOUT_SECONDS = 10.0
 SLOW_CONSUMER_SECONDS = 5.0
 OUTBOX_EVENTS = 64
@@ -114,6 +118,7 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
         self.watch: CredentialWatch | None = None
+        self.lease: StreamLease | None = None
         origin = self.scope.get(ORIGIN_SCOPE_KEY)
         if not isinstance(origin, ConnectionOrigin):  # not behind TenantHostMiddleware: refuse
             await self.close()
@@ -155,6 +160,8 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         self.closing = True
         if self.watch is not None:
             self.watch.close()
+        if self.lease is not None:
+            await self.lease.close()
         for timer in self.timers:
             timer.cancel()
         pending: list[asyncio.Future[Any]] = []
@@ -225,6 +232,16 @@ class AgentsConsumer(AsyncWebsocketConsumer):
             auth = await authenticate_connection(self.origin, credential)
         except ConnectionRefused as refused:
             self._refuse(refused.message)
+            return
+        try:
+            # The connection is one stream of the plan's open-stream cap, from here to its end.
+            self.lease = await open_stream(auth.principal)
+        except DomainError as exc:
+            self._reply(
+                error_message(exc.code, exc.message, retry_after=exc.headers.get("Retry-After"))
+            )
+            self.closing = True
+            self.outbox.put_close(CLOSE_TRY_AGAIN_LATER)
             return
         self.auth = auth
         for timer in self.timers:

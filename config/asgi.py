@@ -10,6 +10,7 @@ Origin against ``ALLOWED_HOSTS`` (tenant subdomains included by its patterns) it
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -18,17 +19,35 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from agents.core.hub import get_hub  # noqa: E402
 from agents.mcp.app import McpApplication  # noqa: E402
 from agents.routing import websocket_urlpatterns  # noqa: E402
 from tenants.channels import TenantHostMiddleware  # noqa: E402
 
+
+class ListenFromTheStart:
+    """Starts the process's LISTEN hub with its first request (daphne sends no lifespan):
+    notifications that invalidate caches (plan_changes) must reach a process that has not
+    streamed or run anything yet. A check of a thread and a loop per request after that."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            get_hub().ensure_started()
+        await self.app(scope, receive, send)
+
+
 # /mcp (and its Protected Resource Metadata, and lifespan events) in front of everything else.
-application = McpApplication(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            # ignore: Django URL patterns routing ASGI apps (see agents/routing.py).
-            "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
-        }
+application = ListenFromTheStart(
+    McpApplication(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                # ignore: Django URL patterns routing ASGI apps (see agents/routing.py).
+                "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
+            }
+        )
     )
 )

@@ -399,3 +399,5 @@ if RATE_LIMIT_BACKEND == "redis" and not REDIS_URL:
 # Retry-After instead of queueing them in memory without bound (0: never shed).
 MAX_RUNS_PER_PROCESS = env_int("MAX_RUNS_PER_PROCESS", 200, minimum=0)
 SHED_RETRY_AFTER_SECONDS = env_int("SHED_RETRY_AFTER_SECONDS", 2, minimum=1)
+# Open-stream leases (plans' max_streams_*): renewed by the serving process every third of this.
+STREAM_LEASE_SECONDS = env_float("STREAM_LEASE_SECONDS", 60.0, minimum=1.0)

@@ -26,5 +26,9 @@ class TenantsConfig(AppConfig):
             announce_plan_change()
 
         for model in (Plan, Tenant):
-            post_save.connect(plan_changed, sender=model, dispatch_uid=f"plan-{model.__name__}")
-            post_delete.connect(plan_changed, sender=model, dispatch_uid=f"plan-{model.__name__}-d")
+            post_save.connect(
+                plan_changed, sender=model, weak=False, dispatch_uid=f"plan-{model.__name__}"
+            )
+            post_delete.connect(
+                plan_changed, sender=model, weak=False, dispatch_uid=f"plan-{model.__name__}-d"
+            )

@@ -171,3 +171,17 @@ class RateBucket(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class StreamLease(models.Model):
+    """One open stream (SSE, WebSocket) of a tenant on a plan that caps them
+    (``agents.core.streams``). The process serving it renews ``expires_at``; a process that died
+    leaves leases that expire, so a crash never locks a tenant out for good."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant_id = models.BigIntegerField(db_index=True)
+    holder = models.CharField(max_length=200)  # the API key (or principal) the stream is for
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.holder}"

@@ -38,6 +38,7 @@ from agents.api.serializers import execution_response
 from agents.core import REPLAYED_HEADER, DatabaseUnavailable, RunHandle, StoredEvent, start_run
 from agents.core.follow import follow_events
 from agents.core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from agents.core.streams import leased, open_stream
 from agents.models import Execution
 from agents.selectors import execution_get
 from agents.services.agents import agent_get
@@ -249,20 +250,26 @@ async def agent_execute_stream(request: HttpRequest, agent_id: str) -> HttpRespo
         principal = await require_principal(request, Permission.EXECUTIONS_RUN)
         body = _json_body(request)
         policy = _disconnect_policy(request)
-        handle = await start_run(
-            principal=principal,
-            agent_ref=agent_id,
-            body=body,
-            mode="streamed",
-            request_id=request_id_for(request),
-            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
-        )
+        # The stream's place first: a refused stream must not have started a run.
+        lease = await open_stream(principal)
+        try:
+            handle = await start_run(
+                principal=principal,
+                agent_ref=agent_id,
+                body=body,
+                mode="streamed",
+                request_id=request_id_for(request),
+                idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+            )
+        except BaseException:
+            await lease.close()
+            raise
     except Exception as exc:
         return error_json(request, exc)
     policy = policy or handle.on_disconnect or "cancel"
     headers = {REPLAYED_HEADER: "true"} if handle.replayed else {}
     return sse_response(
-        run_stream(handle, cancel_on_disconnect=policy == "cancel"),
+        leased(run_stream(handle, cancel_on_disconnect=policy == "cancel"), lease),
         stream_location(handle.execution),
         **headers,
     )
@@ -283,6 +290,9 @@ async def execution_stream_attach(
         after = stream_cursor(request)
         schema = principal.schema_name
         execution = await in_schema(schema, _attach_target, agent_id, execution_id)
+        lease = await open_stream(principal)
     except Exception as exc:
         return error_json(request, exc)
-    return sse_response(sse_events(schema, execution.id, after=after), stream_location(execution))
+    return sse_response(
+        leased(sse_events(schema, execution.id, after=after), lease), stream_location(execution)
+    )

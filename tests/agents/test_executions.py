@@ -221,7 +221,7 @@ def test_other_tenant_cannot_run_the_agent(alpha, bravo, llm):
         run(bravo.schema, agent, message="go")
 
 
-def test_a_blocking_execution_costs_five_queries(in_alpha):
+def test_a_blocking_execution_costs_six_queries(in_alpha):
     agent = make_agent(make_credential(kind="echo"), in_alpha.schema)
     caller = principal_for(in_alpha.schema)  # the middleware's work, not the run's
     with CaptureQueriesContext(connection) as captured:

@@ -244,3 +244,62 @@ async def test_a_tenant_at_its_limit_does_not_hold_up_another(
     assert alpha_codes.count(429) >= 35
     assert [a.status_code for a in answers[40:]] == [200] * 20
     assert all(a.json()["status"] == "completed" for a in answers[40:])
+
+
+async def test_open_streams_per_key_over_sse_and_websocket(
+    live_server_url, committed_personas, fake_llm, plan_on, settings
+):
+    settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
+    from asgiref.sync import sync_to_async
+    from websockets.asyncio.client import connect
+
+    from tests.ws.conftest import closed_code
+
+    alpha = committed_personas["alpha"]
+    url = live_server_url.url
+    agent = await sync_to_async(llm_agent_for)(alpha, fake_llm)
+    await sync_to_async(plan_on)(alpha, max_streams_per_key=1)
+    await sync_to_async(wait_for_plan)(url, alpha.user_key, "max_streams_per_key", 1)
+    fake_llm.script(agent.key, {"reply": "a b c d e f", "chunks": 6, "chunk_delay": 0.5})
+    path = f"/agents/{agent.agent.slug}/execute/stream"
+    ws_url = f"ws://127.0.0.1:{live_server_url.port}/agents/ws"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with client.stream(
+            "POST", path, json={"input": {"message": "m"}}, headers=auth(alpha.user_key)
+        ) as first:
+            assert first.status_code == 200
+            lines = first.aiter_lines()
+            assert (await anext(lines)).startswith(("id:", "event:", ":"))
+            second = await client.post(
+                path, json={"input": {"message": "m"}}, headers=auth(alpha.user_key)
+            )
+            assert second.status_code == 429, second.text
+            assert second.json()["error"]["code"] == "stream_limit_exceeded"
+            assert second.headers["Retry-After"] == "5"
+            async with connect(ws_url, open_timeout=10) as conn:
+                await send(conn, {"type": "auth", "token": alpha.user_key})
+                refused = await recv(conn)
+                assert refused["type"] == "error" and refused["code"] == "stream_limit_exceeded"
+                assert await closed_code(conn) == 4429
+            # Another key of the tenant has a place of its own.
+            async with connect(ws_url, open_timeout=10) as conn:
+                await authed(conn, alpha.readonly_key)
+            async for _ in lines:
+                pass  # the first stream ends: its place is given back
+        fake_llm.script(agent.key, {"reply": "again"})
+        again = await client.post(
+            path, json={"input": {"message": "m"}}, headers=auth(alpha.user_key)
+        )
+        assert again.status_code == 200, again.text
+
+
+def test_a_plan_change_reaches_a_running_process_by_notify(committed_personas, plan_on):
+    """The server's cache would keep a plan for an hour: only the plan_changes notification
+    can make it see the change within the deadline."""
+    alpha = committed_personas["alpha"]
+    with daphne_server(PLAN_CACHE_SECONDS="3600") as server:
+        plan_on(alpha, executions_per_day=10)
+        # The first read may come before or after the change; from then on it is cached.
+        wait_for_plan(server.url, alpha.readonly_key, "executions_per_day", 10)
+        plan_on(alpha, executions_per_day=20)
+        wait_for_plan(server.url, alpha.readonly_key, "executions_per_day", 20, deadline=5)

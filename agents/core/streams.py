@@ -1,0 +1,128 @@
+"""Open streams counted against a tenant's plan (``max_streams_per_tenant``, ``_per_key``).
+
+A streaming transport (SSE, WebSocket) takes a lease before it starts streaming and gives it
+back when the stream ends: :func:`open_stream` / :meth:`StreamLease.close`, or
+:func:`leased` around an SSE body. Leases are rows in the public schema, so every process
+counts the same streams; the process serving a stream renews its leases every third of
+``STREAM_LEASE_SECONDS``, and the leases of a process that died simply expire. A tenant
+whose plan caps nothing takes no lease at all (no statement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.errors import LimitExceeded
+from tenants.channels import in_public
+from tenants.models import StreamLease as LeaseRow
+from tenants.plans import limits_for
+from tenants.principals import Principal
+
+logger = logging.getLogger(__name__)
+
+STREAM_LIMIT = "stream_limit_exceeded"
+
+_live: set[str] = set()
+_renewers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+@dataclass
+class StreamLease:
+    id: str | None  # None: the plan caps nothing, nothing was taken
+
+    async def close(self) -> None:
+        if self.id is None:
+            return
+        lease_id, self.id = self.id, None
+        _live.discard(lease_id)
+        await in_public(_release, lease_id)
+
+
+def _release(lease_id: str) -> None:
+    LeaseRow.objects.filter(pk=lease_id).delete()
+
+
+def _acquire(principal: Principal) -> str | None:
+    limits = limits_for(principal.schema_name)
+    per_tenant, per_key = limits.max_streams_per_tenant, limits.max_streams_per_key
+    if per_tenant is None and per_key is None:
+        return None
+    holder = principal.api_key_id or principal.audit_actor
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"cba:streams:{principal.tenant_id}"],
+            )
+        mine = LeaseRow.objects.filter(tenant_id=principal.tenant_id)
+        mine.filter(expires_at__lt=now).delete()
+        if per_tenant is not None and mine.count() >= per_tenant:
+            raise LimitExceeded(
+                STREAM_LIMIT,
+                f"the tenant already has {per_tenant} open streams (its plan's maximum)",
+                retry_after=5,
+            )
+        if per_key is not None and mine.filter(holder=holder).count() >= per_key:
+            raise LimitExceeded(
+                STREAM_LIMIT,
+                f"this API key already has {per_key} open streams (the plan's maximum per key)",
+                retry_after=5,
+            )
+        row = LeaseRow.objects.create(
+            tenant_id=principal.tenant_id,
+            holder=holder[:200],
+            expires_at=now + dt.timedelta(seconds=settings.STREAM_LEASE_SECONDS),
+        )
+    return str(row.pk)
+
+
+def _renew(ids: list[str]) -> None:
+    until = timezone.now() + dt.timedelta(seconds=settings.STREAM_LEASE_SECONDS)
+    LeaseRow.objects.filter(pk__in=ids).update(expires_at=until)
+
+
+async def _renew_loop() -> None:
+    while True:
+        await asyncio.sleep(settings.STREAM_LEASE_SECONDS / 3)
+        if _live:
+            try:
+                await in_public(_renew, list(_live))
+            except Exception:  # the database is away: the next round tries again
+                logger.warning("could not renew %d stream leases", len(_live), exc_info=True)
+
+
+def _ensure_renewer() -> None:
+    loop = asyncio.get_running_loop()
+    task = _renewers.get(loop)
+    if task is None or task.done():
+        _renewers[loop] = loop.create_task(_renew_loop(), name="stream-lease-renewer")
+
+
+async def open_stream(principal: Principal) -> StreamLease:
+    """A lease for one stream of ``principal``, or ``LimitExceeded`` (429 ``stream_limit_
+    exceeded``) when the plan's open-stream cap is reached."""
+    lease_id = await in_public(_acquire, principal)
+    if lease_id is not None:
+        _live.add(lease_id)
+        _ensure_renewer()
+    return StreamLease(lease_id)
+
+
+async def leased(body: AsyncIterator[bytes], lease: StreamLease) -> AsyncIterator[bytes]:
+    """``body``, giving the lease back however the stream ends (client gone included)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(lease.close())
