@@ -1,5 +1,5 @@
 """Plans in the platform admin: operators create them and put tenants on them; the change
-takes effect at once in this process; tenants' admins have no plan pages."""
+takes effect at once in this process."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from tenants.models import Plan, Tenant
-from tests.agents.test_admin import read_form
 from tenants.plans import limits_for
+from tests.agents.test_admin import read_form
 
 
 @pytest.fixture
