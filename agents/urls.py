@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.urls import path
 
 from agents.api import agents, executions, mcp_servers, plan, sse
+from agents.api.credentials import CredentialCollectionApi, CredentialDetailApi, CredentialTestApi
+from agents.api.model_prices import ModelPriceCollectionApi, ModelPriceDetailApi
 from agents.api.usage import UsageReportApi
 
 urlpatterns = [
@@ -13,6 +15,23 @@ urlpatterns = [
         "mcp-servers/<str:server_id>",
         mcp_servers.McpServerDetailApi.as_view(),
         name="mcp-server-detail",
+    ),
+    path("credentials", CredentialCollectionApi.as_view(), name="credentials"),
+    path(
+        "credentials/<str:credential_id>",
+        CredentialDetailApi.as_view(),
+        name="credential-detail",
+    ),
+    path(
+        "credentials/<str:credential_id>/test",
+        CredentialTestApi.as_view(),
+        name="credential-test",
+    ),
+    path("model-prices", ModelPriceCollectionApi.as_view(), name="model-prices"),
+    path(
+        "model-prices/<str:price_id>",
+        ModelPriceDetailApi.as_view(),
+        name="model-price-detail",
     ),
     path("agents", agents.AgentCollectionApi.as_view(), name="agents"),
     path("models", agents.ModelListApi.as_view(), name="models"),
