@@ -122,7 +122,7 @@ class EventHub:
                     conn.execute(f"LISTEN {PLAN_CHANGES_CHANNEL}")
                     # Last: operators (and the outage tests) find a hub by this statement.
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-                    loop.call_soon_threadsafe(self._on_connected)
+                    loop.call_soon_threadsafe(self._on_connected, lost_at is not None)
                     if lost_at is not None:
                         logger.warning(
                             "event hub listening again after %.1fs", time.monotonic() - lost_at
@@ -151,11 +151,14 @@ class EventHub:
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _on_connected(self) -> None:
+    def _on_connected(self, reconnected: bool = False) -> None:
         self._connected.set()
         # Anything that happened while we were not listening: wake everyone to look again.
         self._wake_all()
-        forget_limits()
+        if reconnected:
+            # A plan may have changed while nobody listened. (Not on the first connect: every
+            # event loop has a hub, and a process's first one starts with its first request.)
+            forget_limits()
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == PLAN_CHANGES_CHANNEL:
