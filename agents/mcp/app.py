@@ -41,6 +41,7 @@ from django.conf import settings
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp as StarletteApp
 
+from agents.core.streams import open_stream
 from agents.mcp.catalog import tool_permission
 from agents.mcp.server import (
     PRINCIPAL_SCOPE_KEY,
@@ -51,7 +52,7 @@ from agents.mcp.server import (
     parse_uri,
 )
 from agents.mcp.sessions import new_session, session_stream, session_valid, unsubscribe
-from config.errors import PermissionRefused
+from config.errors import DomainError, PermissionRefused
 from config.middleware import safe_request_id
 from tenants.access import (
     AccessRefused,
@@ -406,7 +407,16 @@ class McpApplication:
         self, principal: Principal, session: str, receive: Receive, send: Send, request_id: str
     ) -> None:
         """A 2025-11-25 session's standing stream: its subscriptions' updates and tool list
-        changes, as SSE, until the client disconnects."""
+        changes, as SSE, until the client disconnects. One of the plan's open streams."""
+        try:
+            lease = await open_stream(principal)
+        except DomainError as refused:
+            return await _send_json(
+                send,
+                refused.status,
+                _error(refused.code, refused.message, request_id),
+                {**refused.headers, "X-Request-ID": request_id},
+            )
         await send(
             {
                 "type": "http.response.start",
@@ -438,6 +448,7 @@ class McpApplication:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.shield(lease.close())
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         """RFC 9728 Protected Resource Metadata: where a client gets a token for ``/mcp``."""

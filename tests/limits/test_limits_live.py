@@ -303,3 +303,50 @@ def test_a_plan_change_reaches_a_running_process_by_notify(committed_personas, p
         wait_for_plan(server.url, alpha.readonly_key, "executions_per_day", 10)
         plan_on(alpha, executions_per_day=20)
         wait_for_plan(server.url, alpha.readonly_key, "executions_per_day", 20, deadline=5)
+
+
+def test_an_mcp_session_stream_is_one_of_the_open_streams(
+    live_server_url, committed_personas, plan_on
+):
+    alpha = committed_personas["alpha"]
+    url = live_server_url.url
+    plan_on(alpha, max_streams_per_tenant=1)
+    wait_for_plan(url, alpha.user_key, "max_streams_per_tenant", 1)
+    headers = {
+        **auth(alpha.user_key),
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    session = httpx.post(f"{url}/mcp", json=initialize, headers=headers).headers["Mcp-Session-Id"]
+    with httpx.Client(timeout=10) as client:
+        stream_headers = {**headers, "Mcp-Session-Id": session}
+        with client.stream("GET", f"{url}/mcp", headers=stream_headers) as first:
+            assert first.status_code == 200
+            # The tenant's one place is taken: an SSE stream is refused before anything runs.
+            refused = client.post(
+                f"{url}/agents/none/execute/stream",
+                json={"input": {"message": "m"}},
+                headers=auth(alpha.user_key),
+            )
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "stream_limit_exceeded"
+            second = client.get(f"{url}/mcp", headers=stream_headers)
+            assert second.status_code == 429 and second.headers["Retry-After"] == "5"
+        # Closed: the place is free again (the lease goes when the server sees the disconnect).
+        end = time.monotonic() + 10
+        while True:
+            with client.stream("GET", f"{url}/mcp", headers=stream_headers) as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < end, "the closed stream's lease was not given back"
+            time.sleep(0.05)
