@@ -12,16 +12,14 @@ from django_tenants.utils import schema_context
 
 from tenants.models import Plan, Tenant
 from tenants.plans import limits_for
-from tests.agents.test_admin import read_form
+from tests.agents.test_admin import client_for, read_form
 
 
 @pytest.fixture
 def platform(personas, db) -> Client:
     with schema_context("public"):
         root = get_user_model().objects.create_superuser("platform", "p@example.com", "pw-12345")
-    client = Client(HTTP_HOST="localhost")
-    client.force_login(root)
-    return client
+    return client_for(root, "public", "localhost")
 
 
 def test_platform_operator_creates_a_plan_and_puts_a_tenant_on_it(platform, alpha):
