@@ -110,6 +110,11 @@ class Tenant(TenantMixin):
     plan = models.ForeignKey(
         Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="tenants"
     )
+    # Prompts and outputs stay out of the logs unless a platform operator turns this on for a
+    # tenant (debugging with the tenant's consent); ids, sizes and timings are always logged.
+    log_content = models.BooleanField(
+        default=False, help_text="Write prompts and model outputs into the platform's logs."
+    )
 
     # A tenant's schema is created with the row and never dropped with it: deleting a tenant
     # row must not silently destroy its data.
