@@ -155,6 +155,12 @@ def main() -> int:
         default=None,
         help="rewrite docs/performance.md (default: full runs yes, --quick no)",
     )
+    parser.add_argument(
+        "--limits",
+        choices=["none", "metered"],
+        default="none",
+        help="the bench tenant without a plan (default) or with every limit set out of reach",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-profile", action="store_true", help="skip the profiling phase")
     parser.add_argument(
@@ -236,6 +242,8 @@ def main() -> int:
                 fake_url,
                 "--extra-tenants",
                 str(plan.extra_tenants),
+                "--limits",
+                args.limits,
             ],
             env,
             900,

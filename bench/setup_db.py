@@ -5,7 +5,13 @@ credentials at the fake LLM (one per API key, so the fake can be scripted per sc
 one agent per credential, issues a fresh API key for this run, empties the bench tenant's
 execution log (so every run starts from the same table sizes) and prints one JSON object.
 
-Usage: ``python bench/setup_db.py --fake-url http://127.0.0.1:PORT [--extra-tenants N]``.
+With ``--limits metered`` the bench tenant gets a plan that sets every limit (so every check,
+reservation, spend gate and counter upsert runs) at values no run reaches, and the fake model
+gets a price; ``--limits none`` (the default) leaves the tenant without a plan. Comparing the
+two is what the limits cost on the hot path.
+
+Usage: ``python bench/setup_db.py --fake-url http://127.0.0.1:PORT [--extra-tenants N]
+[--limits none|metered]``.
 """
 
 from __future__ import annotations
@@ -31,10 +37,17 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django_tenants.utils import schema_context  # noqa: E402
 
-from agents.models import Agent, Execution, ExecutionEvent, ProviderCredential  # noqa: E402
+from agents.models import (  # noqa: E402
+    Agent,
+    Execution,
+    ExecutionEvent,
+    ModelPrice,
+    ProviderCredential,
+    UsageCounter,
+)
 from agents.services.agents import agent_create, agent_update  # noqa: E402
 from agents.services.credentials import credential_save  # noqa: E402
-from tenants.models import ApiKey, Tenant  # noqa: E402
+from tenants.models import ApiKey, Plan, Tenant  # noqa: E402
 from tenants.roles import Role  # noqa: E402
 from tenants.services import api_key_create  # noqa: E402
 
@@ -94,6 +107,45 @@ def ensure_agent(profile: str, fake_url: str, schema: str) -> dict[str, str]:
     return {"agent_id": agent.id, "agent_slug": agent.slug, "fake_key": fake_key}
 
 
+# Every limit set, none reachable by a bench run: the checks all run, none refuses.
+METERED = {
+    "name": "Bench metered",
+    "max_agents": 1_000,
+    "executions_per_day": 100_000_000,
+    "tokens_per_day": 2_000_000_000,
+    "tokens_per_month": 2_000_000_000,
+    "cost_budget": "1000000000",
+    "budget_period": "month",
+    "max_concurrent_executions": 100_000,
+    "max_streams_per_tenant": 100_000,
+    "max_streams_per_key": 100_000,
+    "max_execution_seconds": 3_600,
+    "max_tokens_per_call": 100_000,
+    "requests_per_minute": 100_000_000,
+    "requests_per_minute_per_key": 100_000_000,
+    "executions_per_hour": 100_000_000,
+    "executions_per_hour_per_key": 100_000_000,
+    "allowed_models": ["fake-*"],
+    "allowed_providers": ["openai"],
+}
+
+
+def apply_limits(tenant: Tenant, limits: str) -> None:
+    with schema_context("public"):
+        if limits == "metered":
+            plan, _ = Plan.objects.update_or_create(slug="bench-metered", defaults=METERED)
+            tenant.plan = plan
+        else:
+            tenant.plan = None
+        tenant.save(update_fields=["plan"])
+    with schema_context(tenant.schema_name):
+        ModelPrice.objects.filter(model="fake-model", credential=None).delete()
+        if limits == "metered":
+            ModelPrice.objects.create(
+                model="fake-model", input_per_million="1.00", output_per_million="2.00"
+            )
+
+
 def server_facts() -> dict[str, object]:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
@@ -112,6 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fake-url", required=True)
     parser.add_argument("--extra-tenants", type=int, default=10)
+    parser.add_argument("--limits", choices=["none", "metered"], default="none")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -131,9 +184,15 @@ def main() -> None:
     with schema_context(tenant.schema_name):
         agents = {p: ensure_agent(p, args.fake_url, tenant.schema_name) for p in PROFILES}
         # Same table sizes at the start of every run: empty the execution log (bench DB only).
-        tables = [ExecutionEvent._meta.db_table, Execution._meta.db_table]
+        tables = [
+            ExecutionEvent._meta.db_table,
+            Execution._meta.db_table,
+            UsageCounter._meta.db_table,
+        ]
         with connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+
+    apply_limits(tenant, args.limits)
 
     db = settings.DATABASES["default"]
     with schema_context("public"):
@@ -144,6 +203,7 @@ def main() -> None:
             {
                 "api_key": key,
                 "tenant": tenant.slug,
+                "limits": args.limits,
                 "schema": tenant.schema_name,
                 "agents": agents,
                 "tenants": tenant_count,
