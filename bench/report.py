@@ -138,9 +138,11 @@ def results_markdown(res: dict[str, Any]) -> str:
         else "no level within limits"
     )
     if top and (not best or top["concurrency"] != best["concurrency"]):
+        # A level where every call failed has no latency: say so rather than crash the report.
+        p99 = "no successful call" if top["p99_ms"] is None else f"p99 {top['p99_ms']:.0f} ms"
         best_txt += (
-            f"; highest seen {top['throughput_per_s']:.0f}/s at {top['concurrency']} clients "
-            f"(p99 {top['p99_ms']:.0f} ms)"
+            f"; highest seen {top['throughput_per_s'] or 0:.0f}/s at {top['concurrency']} "
+            f"clients ({p99})"
         )
     add(
         f"| M3 | Executions/s until p99 > 100 ms or errors > 0.1 % | ≥ 500/s | {best_txt} | "
