@@ -76,7 +76,7 @@ from tenants.context import in_schema
 from tenants.credential_watch import CredentialWatch, watch_credential
 from tenants.roles import Permission
 from workflow_bridge.events import WorkflowEvent, follow_resource_events, follow_workflow_events
-from workflow_bridge.services import resource_get, workflow_get
+from workflow_bridge.selectors import resource_get, workflow_get
 
 logger = logging.getLogger(__name__)
 

@@ -30,13 +30,9 @@ import yaml
 from django.db import transaction
 
 from config.errors import ValidationFailed
+from workflow_bridge.binding_services import activity_agent_save, bound_agent, state_agent_save
 from workflow_bridge.models import ActivityAgent, StateAgent, Workflow
-from workflow_bridge.services import (
-    activity_agent_save,
-    bound_agent,
-    state_agent_save,
-    workflow_save,
-)
+from workflow_bridge.services import workflow_save
 
 FileFormat = Literal["yaml", "json"]
 MAX_FILE_BYTES = 1024 * 1024

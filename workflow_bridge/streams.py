@@ -45,7 +45,7 @@ from workflow_bridge.events import (
     follow_resource_events,
     follow_workflow_events,
 )
-from workflow_bridge.services import resource_get, workflow_get
+from workflow_bridge.selectors import resource_get, workflow_get
 
 
 def _json(payload: Any) -> str:

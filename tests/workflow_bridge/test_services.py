@@ -15,12 +15,12 @@ from django_tenants.utils import schema_context
 from config.errors import Conflict, ValidationFailed
 from tests.agents.conftest import make_agent, make_credential
 from tests.workflow_bridge.test_cascade import review_flow
+from workflow_bridge.binding_services import state_agent_save
 from workflow_bridge.models import Resource
 from workflow_bridge.services import (
     activity_fire,
     available_activities,
     resource_create,
-    state_agent_save,
     workflow_save,
 )
 

@@ -24,17 +24,17 @@ from django.utils.html import format_html_join
 from config.admin_sites import tenant_admin_site
 from config.errors import DomainError
 from workflow_bridge.admin.common import JSONText, TenantObjectAdmin, actor, refusal
-from workflow_bridge.models import ActivityAgent, Rule, StateAgent, Workflow
-from workflow_bridge.rules import check_rule
-from workflow_bridge.services import (
+from workflow_bridge.binding_services import (
     ACTIVITY_AGENT_FIELDS,
     STATE_AGENT_FIELDS,
     activity_agent_check,
     activity_agent_save,
-    rule_save,
     state_agent_check,
     state_agent_save,
 )
+from workflow_bridge.models import ActivityAgent, Rule, StateAgent, Workflow
+from workflow_bridge.rules import check_rule
+from workflow_bridge.services import rule_save
 
 # ---- rules ----
 

@@ -35,6 +35,11 @@ from workflow_bridge.api.outputs import (
     activity_agent_json,
     state_agent_json,
 )
+from workflow_bridge.binding_services import (
+    activity_agent_save,
+    agent_binding_delete,
+    state_agent_save,
+)
 from workflow_bridge.models import ActivityAgent, StateAgent, Workflow
 from workflow_bridge.selectors import (
     activity_agent_get,
@@ -43,7 +48,6 @@ from workflow_bridge.selectors import (
     state_agent_list,
     workflow_get,
 )
-from workflow_bridge.services import activity_agent_save, agent_binding_delete, state_agent_save
 
 TAGS = ["workflows"]
 STATE_AGENT = openapi(StateAgentJson)

@@ -9,9 +9,9 @@ from django.test import Client
 
 from workflow_bridge import urls as workflow_urls
 from workflow_bridge.api import inputs
+from workflow_bridge.binding_services import ACTIVITY_AGENT_FIELDS, STATE_AGENT_FIELDS
 from workflow_bridge.definitions import FORMAT, compile_definition
 from workflow_bridge.rules import RULE_FIELDS
-from workflow_bridge.services import ACTIVITY_AGENT_FIELDS, STATE_AGENT_FIELDS
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
