@@ -17,6 +17,7 @@ from agents.models import Execution, UsageCounter
 from tests.api.conftest import auth, llm_agent_for, sse_events
 from tests.conftest import daphne_server
 from tests.limits.conftest import flush_redis_buckets, price, redis_reachable
+from tests.mcp.conftest import INITIALIZE
 from tests.ws.conftest import authed, recv, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -317,17 +318,7 @@ def test_an_mcp_session_stream_is_one_of_the_open_streams(
         "Accept": "application/json, text/event-stream",
         "MCP-Protocol-Version": "2025-11-25",
     }
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
-    session = httpx.post(f"{url}/mcp", json=initialize, headers=headers).headers["Mcp-Session-Id"]
+    session = httpx.post(f"{url}/mcp", json=INITIALIZE, headers=headers).headers["Mcp-Session-Id"]
     with httpx.Client(timeout=10) as client:
         stream_headers = {**headers, "Mcp-Session-Id": session}
         with client.stream("GET", f"{url}/mcp", headers=stream_headers) as first:

@@ -19,6 +19,19 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 # Both protocol eras the server serves: the initialize handshake and the stateless one.
 MODES = ("legacy", "2026-07-28")
 
+# A raw 2025-11-25 handshake, for tests that look at HTTP itself (status, headers, session ids)
+# rather than through the SDK.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+
 
 @contextlib.asynccontextmanager
 async def mcp_client(

@@ -15,18 +15,8 @@ from mcp.shared.exceptions import MCPError
 from agents.models import Execution
 from tenants.audit.models import AuditLog
 from tests.api.conftest import auth
-from tests.mcp.conftest import mcp_client
+from tests.mcp.conftest import INITIALIZE, mcp_client
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 

@@ -19,7 +19,7 @@ from agents.models import Agent, Execution
 from tenants.audit.models import AuditLog
 from tests.agents.conftest import make_agent, make_credential
 from tests.api.conftest import auth, llm_agent_for
-from tests.mcp.conftest import mcp_client
+from tests.mcp.conftest import INITIALIZE, mcp_client
 from tests.workflow_bridge.test_cascade import review_flow
 from workflow_bridge.services import workflow_save
 
@@ -458,19 +458,9 @@ def test_a_session_id_is_bound_to_its_credential(live_server_url, live_agent, co
         "Content-Type": "application/json",
         "MCP-Protocol-Version": "2025-11-25",
     }
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
     url = f"{live_server_url.url}/mcp"
     opened = httpx.post(
-        url, json=initialize, headers={**headers, **auth(live_agent.persona.user_key)}
+        url, json=INITIALIZE, headers={**headers, **auth(live_agent.persona.user_key)}
     )
     session = opened.headers["Mcp-Session-Id"]
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
