@@ -28,6 +28,7 @@ from agents.core.hub import get_hub
 from agents.core.idempotency import idempotency_purge
 from agents.core.run import run_claimed
 from agents.mcp.sessions import subscriptions_purge
+from agents.retention import purge_tenant_async, retention_targets
 from config.database import database_outage, database_unavailable
 from tenants.context import in_schema
 
@@ -216,3 +217,16 @@ async def delete_old_jobs(timestamp: int) -> None:
     for schema_name in await sync_to_async(queue.tenant_schemas)():
         await in_schema(schema_name, idempotency_purge)
         await in_schema(schema_name, subscriptions_purge)
+
+
+@app.periodic(cron=settings.RETENTION_CRON, periodic_id="retention")
+@app.task(name="agents.purge_expired", queue=queue.MAINTENANCE_QUEUE, queueing_lock="retention")
+async def purge_expired_executions(timestamp: int) -> dict[str, int]:
+    """Hourly by default (RETENTION_CRON): every active tenant whose plan has
+    ``retention_days`` loses its ended executions older than that, in short batches
+    (``agents.retention``). Returns the executions purged per tenant."""
+    purged: dict[str, int] = {}
+    for target in await sync_to_async(retention_targets)():
+        result = await purge_tenant_async(target)
+        purged[target.slug] = result.counts.executions
+    return purged

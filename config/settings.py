@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from croniter import croniter  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured
 
 from config.database import resolve_database
@@ -356,6 +357,15 @@ WORKER_JOB_RETENTION_HOURS = env_int("WORKER_JOB_RETENTION_HOURS", 72, minimum=1
 TENANT_MAX_CONCURRENT_EXECUTIONS = env_int("TENANT_MAX_CONCURRENT_EXECUTIONS", 5, minimum=0)
 TENANT_CAP_RETRY_SECONDS = env_float("TENANT_CAP_RETRY_SECONDS", 1.0, minimum=0.1)
 # ==== end worker ====
+
+# ==== retention (agents/retention.py; docs/operations/backup.md) ====
+# Ended executions older than their plan's retention_days are purged by a periodic job at this
+# cron (five fields, or six with seconds last), this many executions per transaction.
+RETENTION_CRON = env_str("RETENTION_CRON", "41 * * * *")
+if not croniter.is_valid(RETENTION_CRON):
+    raise ImproperlyConfigured(f"RETENTION_CRON is not a cron expression: {RETENTION_CRON!r}")
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
+# ==== end retention ====
 
 # ---- Channels ----
 REDIS_URL = env_str("REDIS_URL", "")
