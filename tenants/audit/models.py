@@ -1,7 +1,12 @@
 """The audit log: one append-only table in each tenant schema.
 
-Append-only is enforced by the database (a trigger refuses UPDATE and DELETE, see the
-migration), not only by the admin being read-only.
+Append-only is enforced by the database (triggers refuse UPDATE, DELETE and TRUNCATE, see the
+migrations), not only by the admin being read-only. Entries are hash-chained by the database
+on INSERT (``tenants.audit.chain``).
+
+The model is unmanaged since the chain was added: Django's ``flush`` (``manage.py flush``, the
+teardown of transactional tests) truncates every managed table, and the log refuses TRUNCATE.
+Its table is still created and altered by this app's migrations (while it was managed).
 """
 
 from __future__ import annotations
@@ -28,8 +33,13 @@ class AuditLog(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # Computed by the database's trigger whatever the INSERT says; db_default makes Django
+    # leave them out of the INSERT and read them back in its RETURNING clause.
+    prev_hash = models.CharField(max_length=64, db_default="", editable=False)
+    entry_hash = models.CharField(max_length=64, db_default="", editable=False)
 
     class Meta:
+        managed = False
         ordering = ["-created_at", "-id"]
         verbose_name = "audit entry"
         verbose_name_plural = "audit log"
