@@ -63,7 +63,7 @@ from agents.ws_protocol import (
 from agents.ws_transport import Follower, Outbox, Outgoing, Run, SlowConsumer, flow_control_for
 from config.database import database_unavailable
 from config.errors import DomainError
-from tenants.access import authorize_async
+from tenants.access import AccessRefused, admit_frame, authorize_async
 from tenants.authentication import Authenticated
 from tenants.channels import (
     ORIGIN_SCOPE_KEY,
@@ -184,6 +184,20 @@ class AgentsConsumer(AsyncWebsocketConsumer):
 
     async def _dispatch(self, kind: str, payload: dict[str, Any]) -> None:
         principal = self._auth().principal
+        if kind != "ping":  # keep-alives are not requests
+            try:
+                await admit_frame(principal)
+            except AccessRefused as refused:
+                self._reply(
+                    error_message(
+                        refused.code,
+                        refused.message,
+                        execution_id=_short(payload.get("execution_id")),
+                        request_id=_short(payload.get("request_id")),
+                        retry_after=refused.headers.get("Retry-After"),
+                    )
+                )
+                return
         required = REQUIRED.get(kind)
         if required is not None:
             try:

@@ -31,7 +31,7 @@ from tenants.audit.models import AuditOutcome
 from tenants.audit.services import audit_auth_failure, audit_record, client_address
 from tenants.authentication import CredentialRejected, authenticate_bearer, bearer_from_header
 from tenants.models import Tenant
-from tenants.plans import Limits, limits_of
+from tenants.plans import Limits, limits_for, limits_of
 from tenants.principals import Principal
 from tenants.roles import Permission
 from tenants.selectors import tenant_for_host
@@ -278,3 +278,15 @@ async def authorize_async(
         principal, permission, request, details
     )
     raise PermissionRefused("Your role does not allow this operation.")
+
+
+def _admit_frame(principal: Principal) -> None:
+    check_request_rate(limits_for(principal.schema_name), principal)
+
+
+async def admit_frame(principal: Principal) -> None:
+    """A request frame on an open WebSocket counts as one API request against the plan's
+    per-minute buckets, like an HTTP request: a connection authenticated once must not then
+    send without bound. :class:`AccessRefused` 429 names the limit (its headers carry
+    Retry-After)."""
+    await sync_to_async(_admit_frame, thread_sensitive=True)(principal)

@@ -138,6 +138,47 @@ async def test_execution_rate_over_rest_sse_and_websocket(
     assert await sync_to_async(stored)() == 1
 
 
+async def test_websocket_request_frames_count_against_the_request_rate(
+    live_server_url, committed_personas, plan_on
+):
+    """An open connection is no way around the per-minute buckets: each request frame is one
+    request (pings are not). Over the limit the frame gets an error with ``retry_after`` and
+    the connection stays open; another tenant on the same server is unaffected."""
+    from asgiref.sync import sync_to_async
+    from websockets.asyncio.client import connect
+
+    alpha, bravo = committed_personas["alpha"], committed_personas["bravo"]
+    url = live_server_url.url
+    await sync_to_async(plan_on)(alpha, requests_per_minute_per_key=3)
+    # Read with the other key: the user key's bucket stays full until the connection.
+    await sync_to_async(wait_for_plan)(url, alpha.readonly_key, "requests_per_minute_per_key", 3)
+    await sync_to_async(flush_redis_buckets)()
+    ws_url = f"ws://127.0.0.1:{live_server_url.port}/agents/ws"
+    async with connect(ws_url, open_timeout=10) as conn:
+        await authed(conn, alpha.user_key)
+        replies = []
+        for n in range(5):
+            await send(conn, {"type": "unsubscribe", "execution_id": f"exec_{n}"})
+            replies.append(await recv(conn))
+        kinds = [reply["type"] for reply in replies]
+        refused = [reply for reply in replies if reply["type"] == "error"]
+        # At most three requests a minute, the handshake's included: some frames went through,
+        # and from the first refusal on every frame is refused.
+        assert kinds[0] == "unsubscribed" and refused, kinds
+        assert kinds == sorted(kinds, key=lambda kind: kind == "error"), kinds
+        assert len(replies) - len(refused) <= 3
+        assert refused[0]["code"] == "key_request_rate_exceeded"
+        assert refused[0]["retry_after"] >= 1
+        assert refused[0]["execution_id"] == f"exec_{len(replies) - len(refused)}"
+        await send(conn, {"type": "ping"})
+        assert (await recv(conn))["type"] == "pong"
+    async with connect(ws_url, open_timeout=10) as other:
+        await authed(other, bravo.user_key)
+        for n in range(5):
+            await send(other, {"type": "unsubscribe", "execution_id": f"exec_{n}"})
+            assert (await recv(other))["type"] == "unsubscribed"
+
+
 async def test_budget_holds_under_fifty_concurrent_runs(
     live_server_url, committed_personas, fake_llm, plan_on, settings
 ):
