@@ -20,6 +20,7 @@ from procrastinate import RetryDecision
 from procrastinate.contrib.django import app
 from procrastinate.jobs import Job, Status
 from procrastinate.retry import BaseRetryStrategy
+from structlog.contextvars import bind_contextvars
 
 from agents.core import queue, recovery
 from agents.core.cancel import cancel_requested
@@ -64,6 +65,9 @@ class CapRetry(BaseRetryStrategy):
 @app.task(name=queue.RUN_TASK, queue=queue.EXECUTIONS_QUEUE, retry=CapRetry())
 async def run_execution(schema_name: str, execution_id: str) -> str:
     """Run a stored (queued) execution to its terminal state. Returns what happened."""
+    # The job's own lines name it; the run binds the rest from the stored execution (its
+    # principal and the request id of the request that queued it).
+    bind_contextvars(tenant=schema_name, execution_id=execution_id)
     await sync_to_async(queue.require_live_tenant)(schema_name)
     claim: Claim = await in_schema(
         schema_name,

@@ -7,7 +7,9 @@ into the platform's 503 (see ``config.errors``) and makes sure every 503 says wh
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
@@ -17,8 +19,12 @@ from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse
 
 from config.database import database_outage, database_unavailable
+from config.logs import bind_request
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# One line per request, in the structured format, with the request's ids (daphne's own access
+# log is plain text without them: run daphne with ``-v 0``, see docs/operations/observability.md).
+access_logger = logging.getLogger("config.access")
 
 
 class IdentifiedRequest(HttpRequest):
@@ -41,13 +47,25 @@ def request_id_for(request: HttpRequest) -> str:
 class RequestIdMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self.log_requests = settings.LOG_REQUESTS
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
         given = request.headers.get("X-Request-ID", "")
         identified = cast(IdentifiedRequest, request)  # it is, from the next line on
         identified.request_id = safe_request_id(given)
+        # Every log line of the request carries it (config.logs).
+        bind_request(identified.request_id)
         response = self.get_response(request)
         response["X-Request-ID"] = identified.request_id
+        if self.log_requests and access_logger.isEnabledFor(logging.INFO):
+            access_logger.info(
+                "%s %s %d %.1fms",
+                request.method,
+                request.path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
         return response
 
 

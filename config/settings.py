@@ -22,6 +22,7 @@ from config.env import (
     env_secret,
     env_str,
 )
+from config.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
@@ -377,24 +378,16 @@ CHANNEL_LAYERS = {
     )
 }
 
-# ---- logging ----
+# ---- logging (config/logs.py: structlog renders every line, stdlib loggers' too) ----
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {
-        "config": {"level": LOG_LEVEL},
-        "tenants": {"level": LOG_LEVEL},
-        "agents": {"level": LOG_LEVEL},
-        "workflow_bridge": {"level": LOG_LEVEL},
-        # psycopg_pool warns at every failed connection attempt; web and worker log an outage
-        # once when it starts and once when it ends instead (config.database.OutageLog).
-        "psycopg.pool": {"level": "ERROR"},
-    },
-}
+# "json": one JSON object per line (default; what log pipelines parse). "console": readable
+# lines for development (default when DEBUG is on).
+LOG_FORMAT = env_str("LOG_FORMAT", "console" if DEBUG else "json")
+if LOG_FORMAT not in {"json", "console"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be json or console")
+# One structured line per HTTP request (config.access): method, path, status, duration.
+LOG_REQUESTS = env_bool("LOG_REQUESTS", True)
+LOGGING = logging_config(fmt="json" if LOG_FORMAT == "json" else "console", level=LOG_LEVEL)
 
 # ---- Plans, quotas and rate limits (tenants.plans, tenants.ratelimit, agents.core.limits) ----
 # How stale a process's copy of a plan may get if it missed the plan_changes notification.

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from config.errors import PermissionRefused
+from config.logs import bind_caller
 from config.middleware import request_id_for
 from tenants import ratelimit
 from tenants.audit.models import AuditOutcome
@@ -174,6 +175,11 @@ def resolve_caller(
         )
     if tenant is not None and not tenant.is_active:
         raise AccessRefused(403, "tenant_suspended", "This tenant is suspended.")
+    if tenant is not None:
+        # Every later log line of this request or connection names the caller.
+        bind_caller(
+            tenant=tenant.schema_name, principal=principal.audit_actor if principal else None
+        )
     rate_headers: dict[str, str] = {}
     if tenant is not None and principal is not None:
         rate_headers = check_request_rate(limits_of(tenant), principal)

@@ -120,7 +120,7 @@ class TenantAdmin(admin.ModelAdmin):
         return (
             ["slug", "name", "domain"]
             if obj is None
-            else ["slug", "name", "status", "plan", "schema_name", "created_at"]
+            else ["slug", "name", "status", "plan", "log_content", "schema_name", "created_at"]
         )
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
@@ -128,7 +128,7 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         if change:
-            obj.save(update_fields=["name", "status", "plan"])
+            obj.save(update_fields=["name", "status", "plan", "log_content"])
             return
         try:
             created = tenant_create(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -50,6 +50,9 @@ class Limits:
     executions_per_hour_per_key: int | None = None
     allowed_models: tuple[str, ...] = field(default_factory=tuple)
     allowed_providers: tuple[str, ...] = field(default_factory=tuple)
+    # The tenant's own switch (Tenant.log_content), cached here with its plan so that the
+    # execution core learns it without a query: prompts and outputs reach the logs only if on.
+    log_content: bool = False
 
     @property
     def meters_usage(self) -> bool:
@@ -72,6 +75,8 @@ class Limits:
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name == "log_content":
+                continue  # the tenant's setting, not part of its plan
             value = getattr(self, f.name)
             if isinstance(value, Decimal):
                 value = format(value.normalize(), "f")
@@ -82,7 +87,7 @@ class Limits:
 
 
 NO_LIMITS = Limits()
-_LIMIT_FIELDS = [f.name for f in fields(Limits) if f.name != "plan"]
+_LIMIT_FIELDS = [f.name for f in fields(Limits) if f.name not in ("plan", "log_content")]
 
 
 def limits_of_plan(plan: Plan | None) -> Limits:
@@ -96,7 +101,8 @@ def limits_of_plan(plan: Plan | None) -> Limits:
 
 def limits_of(tenant: Tenant) -> Limits:
     """The limits of a tenant row fetched with its plan (``select_related("plan")``)."""
-    return limits_of_plan(tenant.plan)
+    limits = limits_of_plan(tenant.plan)
+    return replace(limits, log_content=True) if tenant.log_content else limits
 
 
 _cache: dict[str, tuple[Limits, float]] = {}

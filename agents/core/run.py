@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -37,6 +38,7 @@ from agents.mcp.client import McpToolRunner
 from agents.models import Execution, ExecutionStatus
 from agents.providers.http_tool import HttpTool
 from config.errors import DomainError
+from config.logs import bound_run
 from tenants.context import in_schema
 
 # Agent-as-tool calls may nest this deep (an agent calling an agent calling an agent).
@@ -44,6 +46,8 @@ MAX_AGENT_TOOL_DEPTH = 3
 # A blocking run writes its events live once it has lasted this long: a quick one stores its
 # whole log with its end (fewer statements per run), a long one is still watched live.
 BLOCKING_LIVE_AFTER_SECONDS = 0.05
+
+logger = logging.getLogger(__name__)
 
 
 def call_config(request: RunRequest) -> CallConfig:
@@ -128,7 +132,49 @@ async def run_claimed(claimed: Claimed) -> Execution:
     A cancel request (from any process) ends it as ``cancelled`` and it returns normally. If
     the task running this is cancelled (a caller that went away and asked for it), the run is
     cancelled, stored as ``cancelled``, and ``CancelledError`` propagates.
+
+    Every log line written while it runs names the execution, its tenant and principal, and
+    the request that started it (for a background run: the stored ``request_id``).
     """
+    execution = claimed.execution
+    with bound_run(
+        execution_id=claimed.execution_id,
+        tenant=claimed.schema_name,
+        principal=execution.principal,
+        request_id=execution.request_id,
+    ):
+        stored = await _run(claimed)
+        if logger.isEnabledFor(logging.INFO):
+            _log_end(claimed, stored)
+    return stored
+
+
+def _log_end(claimed: Claimed, stored: Execution) -> None:
+    # Ids, sizes and timings always; the prompt and the output only with the tenant's consent
+    # (Tenant.log_content): they are the tenant's data.
+    if claimed.limits.log_content:
+        logger.info(
+            "execution ended: status=%s mode=%s tokens=%d/%d duration_ms=%s prompt=%s output=%s",
+            stored.status,
+            claimed.request.mode,
+            stored.input_tokens,
+            stored.output_tokens,
+            stored.duration_ms,
+            json.dumps(claimed.request.message, default=str),
+            json.dumps(stored.output, default=str),
+        )
+    else:
+        logger.info(
+            "execution ended: status=%s mode=%s tokens=%d/%d duration_ms=%s",
+            stored.status,
+            claimed.request.mode,
+            stored.input_tokens,
+            stored.output_tokens,
+            stored.duration_ms,
+        )
+
+
+async def _run(claimed: Claimed) -> Execution:
     schema_name = claimed.schema_name
     request = claimed.request
     log = EventLog(

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from structlog.contextvars import get_contextvars
 
 from agents.providers.base import (
     ChatRequest,
@@ -247,6 +248,11 @@ async def open_stream(
     guard_url(vendor, config, url)
     client = get_client(config)
     request_headers = {**headers, **config.extra_headers}
+    # The platform's request id (bound in the logging context by the request or the run), so a
+    # provider's support can find the call and our logs name the same id.
+    request_id = get_contextvars().get("request_id")
+    if request_id:
+        request_headers["x-request-id"] = str(request_id)
     try:
         async with client.stream(
             "POST", url, json=body, headers=request_headers, timeout=timeout_for(config)
