@@ -98,12 +98,69 @@ SSE_PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+# Every error answer has one shape (config/errors.py), whichever operation produced it.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "request_id"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        },
+        "request_id": {"type": "string"},
+    },
+}
+# The statuses the shared authentication, permission, validation, limits and error handlers
+# can give any operation; writes may also conflict, bodies may be too large.
+COMMON_ERRORS = {
+    "400": "Invalid input: the message names the field",
+    "401": "No valid credential",
+    "403": "The credential's role or the tenant's state does not allow this",
+    "404": "No such object in the caller's tenant",
+    "429": "A plan limit or rate limit was reached (Retry-After)",
+    "503": "Overloaded or the database is unavailable (Retry-After)",
+}
+WRITE_ERRORS = {"409": "Conflicts with the stored state or an Idempotency-Key in use"}
+BODY_ERRORS = {
+    "413": "Request body too large",
+    "415": "Content-Type not accepted (or no body where one is needed)",
+}
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in schema.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            statuses = dict(COMMON_ERRORS)
+            if method in WRITE_METHODS:
+                statuses.update(WRITE_ERRORS)
+            if "requestBody" in operation:
+                statuses.update(BODY_ERRORS)
+            responses = operation.setdefault("responses", {})
+            for status, description in statuses.items():
+                responses.setdefault(status, {"description": description, "content": error})
+            # An error a view documented by its description alone has the same body.
+            for status, response in responses.items():
+                if status[0] in "45" and "content" not in response:
+                    response["content"] = error
+
+
 class ApiSchemaGenerator(SchemaGenerator):
     def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
         # Untyped in drf-spectacular; pyproject's untyped_calls_exclude does not reach a call
         # through super().
         schema: dict[str, Any] = super().get_schema(request=request, public=public)  # type: ignore[no-untyped-call]
         schema.setdefault("paths", {}).update(SSE_PATHS)
+        _document_errors(schema)
         return schema
 
 
