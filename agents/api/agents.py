@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -74,7 +74,11 @@ class AgentCollectionApi(MethodPermissions, APIView):
     method_permissions = {"GET": Permission.AGENTS_READ, "POST": Permission.AGENTS_WRITE}
 
     @extend_schema(
-        operation_id="agent_list", responses={200: AgentOutput(many=True)}, summary="List agents"
+        operation_id="agent_list",
+        responses={
+            200: inline_serializer("AgentList", fields={"agents": AgentOutput(many=True)})
+        },
+        summary="List agents",
     )
     def get(self, request: Request) -> Response:
         agents = Agent.objects.select_related("credential").order_by("slug")

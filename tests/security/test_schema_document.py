@@ -47,3 +47,8 @@ def _schema_of(document: dict[str, Any], path: str, method: str, status: str) ->
     if "$ref" in schema:
         schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     return schema
+
+
+def test_the_agent_list_is_documented_as_its_envelope(document):
+    listed = _schema_of(document, "/agents", "get", "200")
+    assert listed["type"] == "object" and listed["properties"]["agents"]["type"] == "array"
