@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -36,9 +37,27 @@ class ApiKeyOutput(serializers.Serializer[Any]):
     last_used_at = serializers.DateTimeField(allow_null=True)
 
 
+class ApiKeyCreated(ApiKeyOutput):
+    key = serializers.CharField(help_text="The secret: shown in this answer only")
+
+
 class WhoAmIApi(APIView):
     required_permission = Permission.IDENTITY_READ
 
+    @extend_schema(
+        operation_id="whoami",
+        responses={
+            200: inline_serializer(
+                "WhoAmI",
+                fields={
+                    "tenant": serializers.CharField(),
+                    "role": serializers.CharField(),
+                    "principal": serializers.CharField(),
+                    "permissions": serializers.ListField(child=serializers.CharField()),
+                },
+            )
+        },
+    )
     def get(self, request: Request) -> Response:
         principal = _principal(request)
         return Response(
@@ -60,6 +79,22 @@ class TokenIssueApi(APIView):
         role = serializers.ChoiceField(choices=Role.values, required=False)
         ttl_seconds = serializers.IntegerField(required=False, min_value=1)
 
+    @extend_schema(
+        operation_id="token_issue",
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "IssuedToken",
+                fields={
+                    "access_token": serializers.CharField(),
+                    "token_type": serializers.CharField(),
+                    "expires_in": serializers.IntegerField(),
+                    "tenant": serializers.CharField(),
+                    "role": serializers.CharField(),
+                },
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -96,10 +131,19 @@ class ApiKeyListCreateApi(APIView):
                 )
             return attrs
 
+    @extend_schema(
+        operation_id="api_key_list",
+        responses={
+            200: inline_serializer("ApiKeyList", fields={"api_keys": ApiKeyOutput(many=True)})
+        },
+    )
     def get(self, request: Request) -> Response:
         keys = api_key_list(tenant=request_tenant(request._request))
         return Response({"api_keys": ApiKeyOutput(keys, many=True).data})
 
+    @extend_schema(
+        operation_id="api_key_create", request=InputSerializer, responses={201: ApiKeyCreated}
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -117,10 +161,16 @@ class ApiKeyListCreateApi(APIView):
 class ApiKeyDetailApi(APIView):
     required_permission = Permission.KEYS_MANAGE
 
+    @extend_schema(operation_id="api_key_get", responses={200: ApiKeyOutput})
     def get(self, request: Request, key_id: str) -> Response:
         api_key = api_key_get_for_tenant(tenant=request_tenant(request._request), key_id=key_id)
         return Response(ApiKeyOutput(api_key).data)
 
+    @extend_schema(
+        operation_id="api_key_revoke",
+        responses={200: ApiKeyOutput},
+        description="Revokes the key (it stays listed, with revoked_at) and answers it.",
+    )
     def delete(self, request: Request, key_id: str) -> Response:
         api_key = api_key_get_for_tenant(tenant=request_tenant(request._request), key_id=key_id)
         api_key_revoke(

@@ -52,3 +52,16 @@ def _schema_of(document: dict[str, Any], path: str, method: str, status: str) ->
 def test_the_agent_list_is_documented_as_its_envelope(document):
     listed = _schema_of(document, "/agents", "get", "200")
     assert listed["type"] == "object" and listed["properties"]["agents"]["type"] == "array"
+
+
+def test_identity_and_key_endpoints_document_their_bodies_and_statuses(document):
+    token = document["paths"]["/auth/token"]["post"]
+    assert "201" in token["responses"] and "200" not in token["responses"]
+    assert "access_token" in _schema_of(document, "/auth/token", "post", "201")["properties"]
+    assert "requestBody" in token
+    created = _schema_of(document, "/api-keys", "post", "201")
+    assert {"key", "id", "role"} <= set(created["properties"])
+    assert "api_keys" in _schema_of(document, "/api-keys", "get", "200")["properties"]
+    revoke = document["paths"]["/api-keys/{key_id}"]["delete"]["responses"]
+    assert "200" in revoke and "204" not in revoke
+    assert "permissions" in _schema_of(document, "/auth/whoami", "get", "200")["properties"]
