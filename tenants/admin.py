@@ -11,7 +11,13 @@ from config.admin_sites import public_admin_site, tenant_admin_site
 from config.errors import DomainError
 from tenants.middleware import request_tenant
 from tenants.models import ApiKey, Domain, Plan, Tenant, TenantStatus
-from tenants.services import api_key_create, api_key_revoke, tenant_create, tenant_set_status
+from tenants.services import (
+    api_key_create,
+    api_key_revoke,
+    tenant_audit_change,
+    tenant_create,
+    tenant_set_status,
+)
 
 
 def _actor(request: HttpRequest) -> str:
@@ -129,6 +135,13 @@ class TenantAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         if change:
             obj.save(update_fields=["name", "status", "plan", "log_content"])
+            tenant_audit_change(
+                tenant=obj,
+                changed=form.changed_data,
+                before=form.initial,
+                actor=_actor(request),
+                request=request,
+            )
             return
         try:
             created = tenant_create(
@@ -136,6 +149,7 @@ class TenantAdmin(admin.ModelAdmin):
                 name=obj.name,
                 domain=form.cleaned_data["domain"],
                 actor=_actor(request),
+                request=request,
             )
         except DomainError as exc:
             # The admin has already validated the form; a race or conflict still ends here.
@@ -151,12 +165,19 @@ class TenantAdmin(admin.ModelAdmin):
     @admin.action(description="Suspend selected tenants")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
-            tenant_set_status(tenant=tenant, status=TenantStatus.SUSPENDED)
+            tenant_set_status(
+                tenant=tenant,
+                status=TenantStatus.SUSPENDED,
+                actor=_actor(request),
+                request=request,
+            )
 
     @admin.action(description="Activate selected tenants")
     def activate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
-            tenant_set_status(tenant=tenant, status=TenantStatus.ACTIVE)
+            tenant_set_status(
+                tenant=tenant, status=TenantStatus.ACTIVE, actor=_actor(request), request=request
+            )
 
 
 # ---- tenant admin (the request's tenant only) ----

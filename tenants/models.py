@@ -14,6 +14,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
+from tenants.audit.models import AuditEntry
 from tenants.roles import Role
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
@@ -190,3 +191,16 @@ class StreamLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.holder}"
+
+
+class PlatformAuditLog(AuditEntry):
+    """The platform's own audit log (public schema): tenants created, suspended or moved to
+    another plan, plans changed, platform-admin writes and refused platform-admin logins.
+    Hash-chained and append-only like each tenant's log (``tenants.audit.chain``); unmanaged
+    for the same reason (Django's ``flush`` would TRUNCATE it); migration 0005 creates it."""
+
+    class Meta:
+        managed = False
+        ordering = ["-created_at", "-id"]
+        verbose_name = "platform audit entry"
+        verbose_name_plural = "platform audit log"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,9 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from config.errors import Conflict, ValidationFailed
-from tenants.audit.services import audit_record
+from tenants.audit.services import audit_record, platform_audit_record
 from tenants.credentials import generate_api_key, hash_api_key
-from tenants.models import ApiKey, Domain, Tenant, TenantStatus, slug_validator
+from tenants.models import ApiKey, Domain, Plan, Tenant, TenantStatus, slug_validator
 from tenants.principals import Principal
 from tenants.roles import ROLE_RANK, Role
 from tenants.tokens import issue_token
@@ -40,7 +41,13 @@ class CreatedApiKey:
 
 
 def tenant_create(
-    *, slug: str, name: str, domain: str, admin_username: str = "admin", actor: str = "system"
+    *,
+    slug: str,
+    name: str,
+    domain: str,
+    admin_username: str = "admin",
+    actor: str = "system",
+    request: HttpRequest | None = None,
 ) -> CreatedTenant:
     """Create a tenant with its schema (migrated), its primary domain, a first operator (a
     superuser of that tenant's admin only) and a first admin API key.
@@ -77,15 +84,85 @@ def tenant_create(
         created_key = api_key_create(
             tenant=tenant, role=Role.ADMIN, name="first admin key", actor=actor
         )
+        # Last in the transaction: the platform log's chain lock is held until it commits.
+        platform_audit_record(
+            actor=actor,
+            action="tenant.create",
+            target_type="tenant",
+            target_id=tenant.slug,
+            request=request,
+            details={"schema": tenant.schema_name, "domain": domain, "admin": admin_username},
+        )
     return CreatedTenant(tenant, tenant_domain, created_key.key, admin_username, password)
 
 
-def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
+def tenant_set_status(
+    *, tenant: Tenant, status: str, actor: str = "system", request: HttpRequest | None = None
+) -> Tenant:
     if status not in TenantStatus.values:
         raise ValidationFailed(f"status: must be one of {', '.join(TenantStatus.values)}")
+    previous = tenant.status
     tenant.status = status
-    tenant.save(update_fields=["status"])
+    with schema_context("public"), transaction.atomic():
+        tenant.save(update_fields=["status"])
+        if previous != status:
+            _audit_status(tenant, previous, actor, request)
     return tenant
+
+
+def _audit_status(tenant: Tenant, previous: str, actor: str, request: HttpRequest | None) -> None:
+    platform_audit_record(
+        actor=actor,
+        action="tenant.suspend" if tenant.status == TenantStatus.SUSPENDED else "tenant.activate",
+        target_type="tenant",
+        target_id=tenant.slug,
+        request=request,
+        details={"from": previous, "to": tenant.status},
+    )
+
+
+def _plan_slug(plan_id: Any) -> str | None:
+    return Plan.objects.filter(pk=plan_id).values_list("slug", flat=True).first()
+
+
+def tenant_audit_change(
+    *,
+    tenant: Tenant,
+    changed: Iterable[str],
+    before: Mapping[str, Any],
+    actor: str,
+    request: HttpRequest | None = None,
+) -> None:
+    """Platform log entries for a tenant edited elsewhere (the platform admin's form):
+    ``tenant.suspend``/``tenant.activate`` for its status, ``tenant.plan_change`` for its
+    plan, ``tenant.change`` naming any other changed fields. ``before``: the fields' values
+    before the edit (a plan by its id)."""
+    changed = set(changed)
+    with schema_context("public"):
+        if "status" in changed:
+            _audit_status(tenant, str(before.get("status", "")), actor, request)
+        if "plan" in changed:
+            platform_audit_record(
+                actor=actor,
+                action="tenant.plan_change",
+                target_type="tenant",
+                target_id=tenant.slug,
+                request=request,
+                details={
+                    "from": _plan_slug(before.get("plan")),
+                    "to": tenant.plan.slug if tenant.plan else None,
+                },
+            )
+        others = sorted(changed - {"status", "plan"})
+        if others:
+            platform_audit_record(
+                actor=actor,
+                action="tenant.change",
+                target_type="tenant",
+                target_id=tenant.slug,
+                request=request,
+                details={"fields": others},
+            )
 
 
 def api_key_create(

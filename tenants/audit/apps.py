@@ -8,3 +8,8 @@ class AuditConfig(AppConfig):
     label = "audit"
     verbose_name = "Audit"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from tenants.audit import signals
+
+        signals.connect()

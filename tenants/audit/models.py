@@ -20,7 +20,10 @@ class AuditOutcome(models.TextChoices):
     DENIED = "denied", "Denied"
 
 
-class AuditLog(models.Model):
+class AuditEntry(models.Model):
+    """What an audit entry holds, in a tenant's log and in the platform's alike (the chain's
+    SQL, ``tenants.audit.chain``, hashes exactly these fields)."""
+
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # "api_key:<prefix>", "token:<jti>", "user:<username>", "anonymous"
     actor = models.CharField(max_length=200)
@@ -39,10 +42,18 @@ class AuditLog(models.Model):
     entry_hash = models.CharField(max_length=64, db_default="", editable=False)
 
     class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.outcome}"
+
+
+class AuditLog(AuditEntry):
+    """A tenant's log, in its schema."""
+
+    class Meta:
         managed = False
         ordering = ["-created_at", "-id"]
         verbose_name = "audit entry"
         verbose_name_plural = "audit log"
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.outcome}"

@@ -11,8 +11,10 @@ from django_tenants.utils import schema_context
 
 from tenants.audit.chain import ChainReport, first_break
 from tenants.audit.models import AuditLog
+from tenants.models import PlatformAuditLog
 
 TENANT_TABLE = "audit_auditlog"
+PLATFORM_TABLE = "tenants_platformauditlog"
 
 # What an exported line holds, in this order: everything the hash covers, the hashes, the id.
 EXPORT_FIELDS = (
@@ -34,6 +36,11 @@ EXPORT_FIELDS = (
 def audit_chain_check(*, schema_name: str) -> ChainReport:
     """Check the chain of ``schema_name``'s audit log (one statement, in the database)."""
     return first_break(schema=schema_name, table=TENANT_TABLE)
+
+
+def platform_chain_check() -> ChainReport:
+    """Check the chain of the platform's audit log."""
+    return first_break(schema="public", table=PLATFORM_TABLE)
 
 
 def entry_as_dict(entry: models.Model) -> dict[str, Any]:
@@ -64,3 +71,11 @@ def audit_export_rows(
     """``schema_name``'s entries for :func:`export_rows`, read inside its schema."""
     with schema_context(schema_name):
         yield from export_rows(AuditLog.objects.all(), since=since, until=until)
+
+
+def platform_export_rows(
+    *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """The platform log's entries for :func:`export_rows`."""
+    with schema_context("public"):
+        yield from export_rows(PlatformAuditLog.objects.all(), since=since, until=until)

@@ -18,6 +18,7 @@ from django_tenants.utils import schema_context
 
 from config.middleware import request_id_for
 from tenants.audit.models import AuditLog, AuditOutcome
+from tenants.models import PlatformAuditLog
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,34 @@ def _bounded(details: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _entry_fields(
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    target_type: str,
+    target_id: str,
+    request: HttpRequest | None,
+    details: dict[str, Any] | None,
+    client: str | None,
+    request_id: str,
+) -> dict[str, Any]:
+    resolved = resolve_client(request.META) if request is not None else _checked_client(client)
+    entry_details = _bounded(details or {})
+    if resolved.unparsed is not None:
+        entry_details["client_unparsed"] = resolved.unparsed
+    return {
+        "actor": actor[:200],
+        "action": action[:100],
+        "outcome": outcome,
+        "target_type": target_type[:50],
+        "target_id": str(target_id)[:100],
+        "ip_address": resolved.address,
+        "request_id": (request_id_for(request) if request is not None else request_id)[:128],
+        "details": entry_details,
+    }
+
+
 def audit_record(
     *,
     schema_name: str,
@@ -156,30 +185,61 @@ def audit_record(
     client: str | None = None,
     request_id: str = "",
 ) -> AuditLog:
-    """Append an entry to ``schema_name``'s audit log.
+    """Append an entry to ``schema_name``'s audit log (one INSERT; the database chains it).
 
     The client address and request id come from ``request`` when one is given, else from
     ``client`` and ``request_id``. An address that does not parse is stored as null (with the
     offending text, truncated, in ``details["client_unparsed"]``): it never costs the entry.
     Top-level text in ``details`` is truncated to ``MAX_DETAIL_CHARS``.
+
+    The chain's trigger holds a per-schema lock until the caller's transaction ends: inside a
+    longer transaction, write the entry last.
     """
     if not schema_name or schema_name == "public":
         raise ValueError("audit entries belong to a tenant schema")
-    resolved = resolve_client(request.META) if request is not None else _checked_client(client)
-    entry_details = _bounded(details or {})
-    if resolved.unparsed is not None:
-        entry_details["client_unparsed"] = resolved.unparsed
+    fields = _entry_fields(
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        target_type=target_type,
+        target_id=target_id,
+        request=request,
+        details=details,
+        client=client,
+        request_id=request_id,
+    )
     with schema_context(schema_name):
-        return AuditLog.objects.create(
-            actor=actor[:200],
-            action=action[:100],
-            outcome=outcome,
-            target_type=target_type[:50],
-            target_id=str(target_id)[:100],
-            ip_address=resolved.address,
-            request_id=(request_id_for(request) if request is not None else request_id)[:128],
-            details=entry_details,
-        )
+        return AuditLog.objects.create(**fields)
+
+
+def platform_audit_record(
+    *,
+    actor: str,
+    action: str,
+    outcome: str = AuditOutcome.SUCCESS,
+    target_type: str = "",
+    target_id: str = "",
+    request: HttpRequest | None = None,
+    details: dict[str, Any] | None = None,
+    client: str | None = None,
+    request_id: str = "",
+) -> PlatformAuditLog:
+    """Append an entry to the platform's audit log (public schema); arguments as for
+    :func:`audit_record`. For events of the platform itself: tenants created, suspended or
+    moved to another plan, plans changed, platform-admin writes and logins."""
+    fields = _entry_fields(
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        target_type=target_type,
+        target_id=target_id,
+        request=request,
+        details=details,
+        client=client,
+        request_id=request_id,
+    )
+    with schema_context("public"):
+        return PlatformAuditLog.objects.create(**fields)
 
 
 # ---- refused credentials ----
@@ -258,6 +318,7 @@ def audit_auth_failure(
     transport: str,
     request_id: str = "",
     user_agent: str = "",
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Audit a refused credential (HTTP, WebSocket, any transport) in the log of the tenant
     it concerns: one call, so that every transport keeps the same rules.
@@ -273,7 +334,8 @@ def audit_auth_failure(
     tenant per minute in each process; the rest are counted, and the next entry written
     carries the count in ``details["suppressed"]``.
 
-    ``reason``, ``path`` and ``user_agent`` are truncated; ``client`` should come from
+    ``extra`` joins the details (an admin login's username). ``reason``, ``path`` and
+    ``user_agent`` are truncated; ``client`` should come from
     :func:`client_address` (anything that does not parse is stored as null).
     """
     details: dict[str, Any] = {
@@ -284,6 +346,7 @@ def audit_auth_failure(
     }
     if user_agent:
         details["user_agent"] = user_agent
+    details.update(extra or {})
     if not proven:
         suppressed = auth_failure_budget.admit(schema_name, settings.AUDIT_AUTH_FAILURES_PER_MINUTE)
         if suppressed is None:

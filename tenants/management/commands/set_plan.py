@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django_tenants.utils import schema_context
 
+from tenants.audit.services import platform_audit_record
 from tenants.models import BudgetPeriod, Plan, Tenant
 
 INT_LIMITS = [
@@ -39,6 +40,8 @@ INT_LIMITS = [
 ]
 LIST_LIMITS = ["allowed_models", "allowed_providers"]
 CLEARABLE = [*INT_LIMITS, "cost_budget", *LIST_LIMITS]
+OTHER_FIELDS = ["name", "budget_period", "budget_warning_percent"]
+ACTOR = "command:set_plan"
 
 
 def _non_negative(value: str) -> int:
@@ -83,8 +86,10 @@ class Command(BaseCommand):
                 raise CommandError("give a plan slug or --none, not both")
             with transaction.atomic():
                 for tenant in tenants:
+                    previous = tenant.plan.slug if tenant.plan else None
                     tenant.plan = None
                     tenant.save(update_fields=["plan"])
+                    _audit_plan_change(tenant, previous)
             self.stdout.write(f"{len(tenants)} tenant(s) on no plan")
             return
         if not options["slug"]:
@@ -93,15 +98,29 @@ class Command(BaseCommand):
             plan = Plan.objects.filter(slug=options["slug"]).first() or Plan(
                 slug=options["slug"], name=options["slug"]
             )
+            before = {name: getattr(plan, name) for name in (*CLEARABLE, *OTHER_FIELDS)}
             self._apply(plan, options)
             try:
                 plan.full_clean()
             except ValidationError as exc:
                 raise CommandError(f"invalid plan: {exc.message_dict}") from None
+            created = plan.pk is None
             plan.save()
+            changed = [k for k, v in before.items() if getattr(plan, k) != v]
+            if created or changed:
+                platform_audit_record(
+                    actor=ACTOR,
+                    action="plan.create" if created else "plan.change",
+                    target_type="plan",
+                    target_id=plan.slug,
+                    details={"fields": {name: _jsonable(getattr(plan, name)) for name in changed}},
+                )
             for tenant in tenants:
+                previous = tenant.plan.slug if tenant.plan else None
                 tenant.plan = plan
                 tenant.save(update_fields=["plan"])
+                if previous != plan.slug:
+                    _audit_plan_change(tenant, previous)
         self.stdout.write(
             json.dumps(
                 {"plan": plan.slug, "tenants": [t.slug for t in tenants]}
@@ -111,7 +130,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _tenants(slugs: list[str]) -> list[Tenant]:
-        tenants = list(Tenant.objects.filter(slug__in=slugs))
+        tenants = list(Tenant.objects.filter(slug__in=slugs).select_related("plan"))
         missing = sorted(set(slugs) - {t.slug for t in tenants})
         if missing:
             raise CommandError(f"no tenant {', '.join(missing)}")
@@ -140,6 +159,16 @@ class Command(BaseCommand):
                 setattr(plan, name, [v.strip() for v in options[name].split(",") if v.strip()])
         for name in options["clear"]:
             setattr(plan, name, [] if name in LIST_LIMITS else None)
+
+
+def _audit_plan_change(tenant: Tenant, previous: str | None) -> None:
+    platform_audit_record(
+        actor=ACTOR,
+        action="tenant.plan_change",
+        target_type="tenant",
+        target_id=tenant.slug,
+        details={"from": previous, "to": tenant.plan.slug if tenant.plan else None},
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """``manage.py audit_verify``: check the hash chains of audit logs.
 
-    manage.py audit_verify                      # every tenant
+    manage.py audit_verify                      # every tenant and the platform log
     manage.py audit_verify --tenant acme --tenant globex
+    manage.py audit_verify --platform
 
 Prints one line per chain (entries, head hash); exits with status 1 when a chain is broken,
 naming its first broken entry. Record the head hashes somewhere else (or keep exports): an
@@ -16,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_tenants.utils import schema_context
 
 from tenants.audit.chain import ChainReport
-from tenants.audit.selectors import audit_chain_check
+from tenants.audit.selectors import audit_chain_check, platform_chain_check
 from tenants.models import Tenant
 
 
@@ -27,10 +28,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--tenant", action="append", default=[], help="tenant slug to check (repeat)"
         )
+        parser.add_argument("--platform", action="store_true", help="check the platform log")
 
     def handle(self, *args: Any, **options: Any) -> None:
         slugs: list[str] = options["tenant"]
-        everything = not slugs
+        platform: bool = options["platform"]
+        everything = not slugs and not platform
         with schema_context("public"):
             tenants = Tenant.objects.order_by("slug")
             if not everything:
@@ -40,6 +43,8 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"--tenant: no tenant {', '.join(map(repr, unknown))}")
         reports = [(f"tenant {slug}", audit_chain_check(schema_name=s)) for slug, s in chosen]
+        if platform or everything:
+            reports.append(("platform", platform_chain_check()))
         broken = 0
         for label, report in reports:
             broken += self._print(label, report)
