@@ -85,6 +85,8 @@ PUBLIC_SCHEMA_URLCONF = "config.urls_public"
 TENANT_URLCONF = "config.urls_tenant"
 
 MIDDLEWARE = [
+    # Times and counts every request; answers /metrics (config/metrics.py).
+    "config.metrics.MetricsMiddleware",
     "config.middleware.RequestIdMiddleware",
     # 503 + Retry-After while the database is unreachable (see config/errors.py).
     "config.middleware.DatabaseOutageMiddleware",
@@ -385,6 +387,12 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "console" if DEBUG else "json")
 if LOG_FORMAT not in {"json", "console"}:
     raise ImproperlyConfigured("LOG_FORMAT must be json or console")
+# ---- metrics (config/metrics.py) ----
+# Where every process of this host writes its samples (prometheus-client multiprocess mode);
+# one directory per host or container. Files of processes that are gone are removed at start.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "prometheus"))
+# /metrics answers only to "Authorization: Bearer <METRICS_TOKEN>"; unset, it does not exist.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 # One structured line per HTTP request (config.access): method, path, status, duration.
 LOG_REQUESTS = env_bool("LOG_REQUESTS", True)
 LOGGING = logging_config(fmt="json" if LOG_FORMAT == "json" else "console", level=LOG_LEVEL)

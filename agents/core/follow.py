@@ -4,30 +4,34 @@ test run, MCP) frames.
 The log is the one source of truth: whoever started the run, wherever it runs, a follower reads
 the stored rows by sequence number and is woken by the process's :class:`EventHub`. Resuming is
 the same read from a cursor.
+
+An idle follower costs the database nothing: while the hub listens, every committed row is
+announced by a NOTIFY (PostgreSQL delivers those to a listening session without loss), so a
+follower reads only when woken. Only while the hub is not listening (starting, reconnecting)
+do followers poll, every ``POLL_SECONDS``; the hub wakes them all when it listens again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import connection
 
-from agents.core.hub import get_hub
+from agents.core.hub import EventHub, get_hub
 from agents.core.outage import retry_while_down
 from agents.engine import TERMINAL_EVENT_TYPES
 from agents.models import TERMINAL_STATUSES, Execution, ExecutionEvent
 from tenants.context import in_schema
 
-# Wake up and look at the table even without a notification (lost NOTIFY, hub reconnecting).
+# How often followers look at the table while the hub is not listening.
 POLL_SECONDS = 1.0
 BATCH = 500
-# After this long without an event, look at the execution's status: a run ended without a
-# terminal event (rows from before every ending wrote one) must not be followed forever.
-STATUS_CHECK_SECONDS = 15.0
 
 T = TypeVar("T")
 
@@ -50,9 +54,39 @@ def _read(execution_id: str, after: int) -> list[StoredEvent]:
     return [StoredEvent(row.seq, row.type, row.data) for row in rows]
 
 
-def _is_terminal(execution_id: str) -> bool:
-    status = Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
-    return status is None or status in TERMINAL_STATUSES
+# The execution's status and its events past a cursor, in one statement (one snapshot): every
+# ending stores the terminal status and the terminal event in one transaction, so a terminal
+# status here means every event of the run is in this result or an earlier one. A run ended
+# without a terminal event (rows older than that rule) or deleted (retention) is thereby
+# noticed at the first read, without a separate status check.
+_STATUS_AND_EVENTS_SQL = f"""
+SELECT x.status, e.seq, e.type, e.data
+FROM {Execution._meta.db_table} x
+LEFT JOIN LATERAL (
+    SELECT seq, type, data FROM {ExecutionEvent._meta.db_table}
+    WHERE execution_id = x.id AND seq > %s
+    ORDER BY seq
+    LIMIT %s
+) e ON true
+WHERE x.id = %s
+"""  # noqa: S608  (table names from the models; values are parameters)
+
+
+def _read_with_status(execution_id: str, after: int) -> tuple[bool, list[StoredEvent]]:
+    """(has the run ended?, events past ``after``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STATUS_AND_EVENTS_SQL, [after, BATCH, execution_id])
+        rows = cursor.fetchall()
+    if not rows:
+        return True, []  # no such execution (any more): nothing will come
+    ended = rows[0][0] in TERMINAL_STATUSES
+    events = [
+        # Django reads jsonb as text and leaves decoding to the field; a raw cursor does it here.
+        StoredEvent(seq, kind, json.loads(data) if isinstance(data, str) else data)
+        for _, seq, kind, data in rows
+        if seq is not None
+    ]
+    return ended, events
 
 
 async def read_events(schema_name: str, execution_id: str, after: int = 0) -> list[StoredEvent]:
@@ -60,14 +94,26 @@ async def read_events(schema_name: str, execution_id: str, after: int = 0) -> li
     return await in_schema(schema_name, _read, execution_id, after)
 
 
-async def _read_patiently(schema_name: str, execution_id: str, after: int) -> list[StoredEvent]:
+async def _read_patiently(
+    schema_name: str, execution_id: str, after: int
+) -> tuple[bool, list[StoredEvent]]:
     # A database blip of a few seconds is invisible to the follower; a longer outage raises
     # DatabaseUnavailable, and the transport ends the stream with a retryable error.
     return await retry_while_down(
-        lambda: read_events(schema_name, execution_id, after),
+        lambda: in_schema(schema_name, _read_with_status, execution_id, after),
         patience=settings.STREAM_DB_PATIENCE_SECONDS,
         what="reading an event log",
     )
+
+
+def _wait_seconds(hub: EventHub, idle: float | None, idle_for: float) -> float | None:
+    """How long a follower may wait for a wake-up: forever while the hub listens (a NOTIFY
+    will come), ``POLL_SECONDS`` while it does not; never past the next heartbeat."""
+    timeout = None if hub.listening else POLL_SECONDS
+    if idle is not None:
+        until_heartbeat = max(idle - idle_for, 0.0)
+        timeout = until_heartbeat if timeout is None else min(timeout, until_heartbeat)
+    return timeout
 
 
 async def follow_events(
@@ -85,42 +131,33 @@ async def follow_events(
     hub = get_hub()
     loop = asyncio.get_running_loop()
     with hub.waiter(schema_name, execution_id) as wake:
-        last_event_at = last_check_at = loop.time()
-        # A client resuming after the end must not wait for the next status check.
-        resuming = after > 0
+        last_event_at = loop.time()
+        read = True
         while True:
-            wake.clear()  # clear before reading: a notify during the read is not lost
-            events = await _read_patiently(schema_name, execution_id, after)
-            if resuming and not events:
-                last_check_at = 0.0  # look at the status right away
-            resuming = False
-            for event in events:
-                after = event.seq
-                yield event
-                if event.terminal:
-                    return
-            if events:
-                last_event_at = last_check_at = loop.time()
+            if read:
+                wake.clear()  # clear before reading: a notify during the read is not lost
+                ended, events = await _read_patiently(schema_name, execution_id, after)
+                for event in events:
+                    after = event.seq
+                    yield event
+                    if event.terminal:
+                        return
                 if len(events) == BATCH:
                     continue
-            elif loop.time() - last_check_at >= STATUS_CHECK_SECONDS:
-                last_check_at = loop.time()
-                if await in_schema(schema_name, _is_terminal, execution_id):
-                    # Ended without a terminal event: hand over what is left, then stop.
-                    while rest := await _read_patiently(schema_name, execution_id, after):
-                        for event in rest:
-                            after = event.seq
-                            yield event
-                    return
-            timeout = POLL_SECONDS
-            if idle is not None:
-                timeout = min(timeout, max(idle - (loop.time() - last_event_at), 0.0))
+                if ended:
+                    return  # ended without a terminal event: everything stored was handed over
+                if events:
+                    last_event_at = loop.time()
+            read = True
             try:
+                timeout = _wait_seconds(hub, idle, loop.time() - last_event_at)
                 await asyncio.wait_for(wake.wait(), timeout)
             except TimeoutError:
                 if idle is not None and loop.time() - last_event_at >= idle:
                     last_event_at = loop.time()
                     yield None
+                    # A heartbeat is no reason to look: a listening hub would have woken us.
+                    read = not hub.listening
 
 
 async def _read_log(schema_name: str, read: Callable[[int], list[T]], after: int) -> list[T]:
@@ -151,26 +188,28 @@ async def follow_log(
     loop = asyncio.get_running_loop()
     with hub.waiter(schema_name, log_id) as wake:
         last_event_at = loop.time()
+        look = True
         while True:
-            wake.clear()  # clear before reading: a notify during the read is not lost
-            rows = await retry_while_down(
-                functools.partial(_read_log, schema_name, read, after),
-                patience=settings.STREAM_DB_PATIENCE_SECONDS,
-                what="reading an event log",
-            )
-            for row in rows:
-                after = cursor(row)
-                yield row
-            if rows:
-                last_event_at = loop.time()
-                if len(rows) >= batch:
-                    continue
-            timeout = POLL_SECONDS
-            if idle is not None:
-                timeout = min(timeout, max(idle - (loop.time() - last_event_at), 0.0))
+            if look:
+                wake.clear()  # clear before reading: a notify during the read is not lost
+                rows = await retry_while_down(
+                    functools.partial(_read_log, schema_name, read, after),
+                    patience=settings.STREAM_DB_PATIENCE_SECONDS,
+                    what="reading an event log",
+                )
+                for row in rows:
+                    after = cursor(row)
+                    yield row
+                if rows:
+                    last_event_at = loop.time()
+                    if len(rows) >= batch:
+                        continue
+            look = True
             try:
+                timeout = _wait_seconds(hub, idle, loop.time() - last_event_at)
                 await asyncio.wait_for(wake.wait(), timeout)
             except TimeoutError:
                 if idle is not None and loop.time() - last_event_at >= idle:
                     last_event_at = loop.time()
                     yield None
+                    look = not hub.listening

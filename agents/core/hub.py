@@ -3,8 +3,10 @@ local waiters.
 
 Followers register an ``asyncio.Event`` per log (an execution's, a resource's, a workflow's); a
 notification for that log sets it. Runs executing in this process register their task, so a cancel notification (from any
-process) cancels it here. If the LISTEN connection drops, the hub reconnects with backoff;
-followers also wake on a timeout, so a lost notification delays them, never loses an event.
+process) cancels it here. If the LISTEN connection drops, the hub wakes every follower (they
+poll while it is away), reconnects with backoff and wakes them all again once it listens: a
+notification lost meanwhile delays a follower, never loses an event. TCP keepalives on the
+connection make a silently dead peer an error within seconds rather than hours.
 """
 
 from __future__ import annotations
@@ -56,6 +58,21 @@ class ConnInfo(TypedDict, total=False):
     host: str
     port: int
     autocommit: bool
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+
+
+# A LISTEN connection only reads: without keepalives, a peer gone without a word (a dropped
+# NAT entry, a failed-over server) would leave the hub "listening" to nothing. With these,
+# the kernel notices within about idle + interval * count seconds.
+HUB_KEEPALIVES: ConnInfo = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
 
 
 def conninfo() -> ConnInfo:
@@ -116,7 +133,9 @@ class EventHub:
         lost_at: float | None = None  # when the connection was lost (logged once per outage)
         while not stop.is_set() and not loop.is_closed():
             try:
-                with psycopg.connect(**conninfo()) as conn:
+                info = conninfo()
+                info.update(HUB_KEEPALIVES)
+                with psycopg.connect(**info) as conn:
                     for channel in sorted(EVENT_CHANNELS):
                         conn.execute(f"LISTEN {channel}")
                     conn.execute(f"LISTEN {PLAN_CHANGES_CHANNEL}")
@@ -142,7 +161,7 @@ class EventHub:
                 if loop.is_closed():
                     return
                 with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(self._connected.clear)
+                    loop.call_soon_threadsafe(self._on_lost)
                 if lost_at is None:
                     lost_at = time.monotonic()
                     logger.warning(
@@ -150,6 +169,16 @@ class EventHub:
                     )
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
+
+    @property
+    def listening(self) -> bool:
+        """Is the LISTEN connection up? Followers wait for notifications only while it is."""
+        return self._connected.is_set()
+
+    def _on_lost(self) -> None:
+        self._connected.clear()
+        # Followers waiting for a notification that may never come: they poll from now on.
+        self._wake_all()
 
     def _on_connected(self, reconnected: bool = False) -> None:
         self._connected.set()

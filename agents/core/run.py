@@ -39,6 +39,7 @@ from agents.models import Execution, ExecutionStatus
 from agents.providers.http_tool import HttpTool
 from config.errors import DomainError
 from config.logs import bound_run
+from config.metrics import observe_execution
 from tenants.context import in_schema
 
 # Agent-as-tool calls may nest this deep (an agent calling an agent calling an agent).
@@ -144,6 +145,16 @@ async def run_claimed(claimed: Claimed) -> Execution:
         request_id=execution.request_id,
     ):
         stored = await _run(claimed)
+        if stored is execution:  # this run stored the end (not a sweeper, not another run)
+            observe_execution(
+                status=stored.status,
+                mode=claimed.request.mode,
+                input_tokens=stored.input_tokens,
+                output_tokens=stored.output_tokens,
+                cost=float(stored.cost),
+                duration_ms=stored.duration_ms,
+                attempts=stored.attempts,
+            )
         if logger.isEnabledFor(logging.INFO):
             _log_end(claimed, stored)
     return stored

@@ -253,6 +253,16 @@ class BreakerRegistry:
                 self._breakers.move_to_end(key)
             return breaker
 
+    def states(self) -> list[tuple[str, BreakerState]]:
+        """Every breaker's name (its credential's breaker key, else kind and base URL) and
+        current state, for metrics."""
+        with self._lock:
+            items = list(self._breakers.items())
+        return [
+            (key[1] if key[0] == "key" else f"{key[0]} {key[1]}", breaker.state)
+            for key, breaker in items
+        ]
+
     def reset(self) -> None:
         """Forget every breaker (tests, or an operator clearing state)."""
         with self._lock:

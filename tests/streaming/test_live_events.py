@@ -85,3 +85,66 @@ def test_cancel_request_stops_a_running_execution(slow_agent, fake_llm):
     execution = async_to_sync(scenario)()
     assert execution.status == "cancelled"
     assert fake_llm.wait_for(key, lambda request: request.get("client_closed") is True) < 2
+
+
+def test_an_idle_follower_reads_only_when_a_notification_wakes_it(
+    slow_agent, fake_llm, monkeypatch
+):
+    """While the hub listens, a follower waiting between events costs no query: heartbeats
+    come from its own clock, reads from NOTIFY. (Each follower polling once a second would be
+    10,000 queries a second for 10,000 open streams.)"""
+    from agents.core import follow
+    from agents.core.hub import get_hub
+
+    alpha, agent, key = slow_agent
+    # Three events far apart: the follower spends most of the run idle.
+    fake_llm.script(key, {"reply": "one two three", "chunks": 3, "chunk_delay": 1.5})
+    reads = []
+    real_read = follow._read_with_status
+
+    def counted(execution_id: str, after: int):
+        reads.append(after)
+        return real_read(execution_id, after)
+
+    monkeypatch.setattr(follow, "_read_with_status", counted)
+
+    async def scenario() -> list:
+        async with asyncio.timeout(10):
+            await get_hub().wait_connected()
+        handle = await start(alpha.schema, agent, mode="streamed", message="go")
+        seen = []
+        async with asyncio.timeout(20):
+            async for event in follow_events(alpha.schema, handle.execution_id, idle=0.05):
+                seen.append(event)
+        await handle.result()
+        return seen
+
+    seen = async_to_sync(scenario)()
+    events = [event for event in seen if event is not None]
+    heartbeats = len(seen) - len(events)
+    assert events[-1].type == "complete"
+    assert heartbeats >= 20, heartbeats  # idle for seconds: a heartbeat every 0.05 s
+    # One read to start, then one per wake-up: a commit's NOTIFY, at most one more when the
+    # NOTIFY arrives after a read that already saw the row. None per heartbeat.
+    assert len(reads) <= 2 * len(events) + 1, (len(reads), len(events), heartbeats)
+
+
+def test_a_follower_of_a_run_that_ended_without_a_terminal_event_stops(committed_personas):
+    """A run whose row says it ended but whose log has no terminal event (older rows) is
+    handed over as it is, at the first read: nobody waits on it forever."""
+    from agents.models import ExecutionEvent
+    from tests.agents.conftest import make_agent, make_credential
+
+    alpha = committed_personas["alpha"]
+    with schema_context(alpha.schema):
+        credential = make_credential(kind="openai", base_url="https://api.example.com/v1")
+        agent = make_agent(credential, alpha.schema)
+        execution = Execution.objects.create(agent=agent, agent_version=1, status="completed")
+        ExecutionEvent.objects.create(execution=execution, seq=1, type="execution.started")
+
+    async def scenario() -> list:
+        async with asyncio.timeout(5):
+            return [event async for event in follow_events(alpha.schema, execution.id)]
+
+    seen = async_to_sync(scenario)()
+    assert [(event.seq, event.type) for event in seen] == [(1, "execution.started")]
