@@ -105,6 +105,17 @@ def error_body(
     }
 
 
+OPENAI_PATH_PREFIX = "/v1/"
+
+
+def _openai_type(status: int) -> str:
+    if status >= 500:
+        return "server_error"
+    return {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "invalid_request_error"
+    )
+
+
 def error_response(
     request: HttpRequest | None,
     status: int,
@@ -113,7 +124,13 @@ def error_response(
     details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> JsonResponse:
-    response = JsonResponse(error_body(request, code, message, details), status=status)
+    body = error_body(request, code, message, details)
+    if request is not None and request.path.startswith(OPENAI_PATH_PREFIX):
+        # OpenAI clients read error.type and error.param (tenant resolution answers these
+        # paths before any view of the OpenAI-compatible endpoint runs).
+        body["error"]["type"] = _openai_type(status)
+        body["error"]["param"] = None
+    response = JsonResponse(body, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
     return response

@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/docs/", ApiDocsView.as_view(), name="api-docs"),
     path("", include("tenants.urls")),
     path("", include("agents.urls")),
+    path("", include("agents.openai_compat.urls")),
     path("", include("workflow_bridge.urls")),
     path("", include("workflow_bridge.stream_urls")),
 ]

@@ -111,7 +111,7 @@ def _store(
         id=execution_id,
         agent=agent,
         agent_version=agent.version,
-        request_input={"message": request.message, "parameters": request.parameters},
+        request_input=request.stored_input(),
         options=request.options(),
         status=ExecutionStatus.QUEUED if background else ExecutionStatus.RUNNING,
         started_at=None if background else timezone.now(),

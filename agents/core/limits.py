@@ -174,6 +174,12 @@ def first_call_bound(agent: Agent, request: RunRequest, prices: PriceTable) -> R
         + _utf8(request.context)
         + _utf8(agent.tools)
         + _utf8(agent.output_schema or {})
+        + sum(
+            _utf8(m.content) + _utf8([c.arguments for c in m.tool_calls]) for m in request.messages
+        )
+        + sum(
+            _utf8(t.name) + _utf8(t.description) + _utf8(t.parameters) for t in request.client_tools
+        )
         + PROMPT_OVERHEAD_TOKENS
     )
     output = effective_max_tokens(agent, request)

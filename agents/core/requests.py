@@ -20,6 +20,7 @@ from typing import Any, Literal
 from django.conf import settings
 
 from agents.engine import VIRTUAL_MODELS, is_virtual
+from agents.providers.base import Message, ToolSpec
 from agents.validation import DOT_PATH_RE, RETRYABLE_ERRORS
 from config.errors import ValidationFailed
 
@@ -71,6 +72,25 @@ class RunRequest:
     # Set by the platform only (never parsed from a body): the end hook to call when the run
     # ends (agents.core.hooks), e.g. the workflow bridge applying a state agent's result.
     notify: str | None = None
+    # A conversation instead of one message, tools the caller runs itself, stop sequences
+    # (the OpenAI-compatible endpoint: agents.core.conversation builds these).
+    messages: tuple[Message, ...] = ()
+    client_tools: tuple[ToolSpec, ...] = ()
+    stop: tuple[str, ...] = ()
+
+    def stored_input(self) -> dict[str, Any]:
+        """The input as stored with the execution (and shown by the executions API)."""
+        stored: dict[str, Any] = {"message": self.message, "parameters": self.parameters}
+        if self.messages:
+            stored["messages"] = [message_json(m) for m in self.messages]
+        if self.client_tools:
+            stored["tools"] = [
+                {"name": t.name, "description": t.description, "parameters": t.parameters}
+                for t in self.client_tools
+            ]
+        if self.stop:
+            stored["stop"] = list(self.stop)
+        return stored
 
     def options(self) -> dict[str, Any]:
         """The per-call options stored with the execution, so that any worker can run it."""
@@ -86,6 +106,20 @@ class RunRequest:
             }.items()
             if value is not None
         }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """One conversation message as JSON (for the record, not a wire format)."""
+    data: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        data["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        data["tool_call_id"] = message.tool_call_id
+    if message.name:
+        data["name"] = message.name
+    return data
 
 
 # ---- parsing ----

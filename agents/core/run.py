@@ -72,6 +72,7 @@ def call_config(request: RunRequest) -> CallConfig:
         top_p=params.get("top_p"),
         frequency_penalty=params.get("frequency_penalty"),
         presence_penalty=params.get("presence_penalty"),
+        stop_sequences=request.stop or None,
     )
 
 
@@ -197,7 +198,12 @@ async def _run(claimed: Claimed) -> Execution:
     run = start_agent(
         agent=claimed.snapshot,
         context=claimed.execution.context,
-        input=ExecutionInput(message=request.message, parameters=request.parameters),
+        input=ExecutionInput(
+            message=request.message,
+            parameters=request.parameters,
+            messages=request.messages,
+            client_tools=request.client_tools,
+        ),
         config=call_config(request),
         emit=log.emit,
         tools=tool_runner(claimed),

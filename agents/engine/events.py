@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,9 @@ class CompleteEvent(TypedDict):
     usage: UsagePayload
     cost: str
     model: str
+    # Why the reply ended: the provider's reason ("stop", "length"), or "tool_calls" when the
+    # caller's own tools were called (the output then holds the calls).
+    finish_reason: NotRequired[str]
 
 
 class ErrorEvent(TypedDict):

@@ -11,6 +11,7 @@ import asyncio
 import copy
 import logging
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +30,7 @@ from agents.engine.prompts import build_system_prompt, build_user_message, initi
 from agents.engine.routing import ModelOption, is_virtual, resolve_model
 from agents.engine.schemas import PatternTimeout
 from agents.engine.tools import ToolCallContext, ToolOutcome, ToolRunner, wrap_untrusted
-from agents.engine.turns import ProviderFactory, Sleep, TurnFailed, TurnRunner
+from agents.engine.turns import ProviderFactory, Sleep, Turn, TurnFailed, TurnRunner
 from agents.engine.types import (
     AgentSnapshot,
     CallConfig,
@@ -53,6 +54,17 @@ def _default_provider_factory() -> ProviderFactory:
     from agents.providers import get_provider
 
     return get_provider
+
+
+def client_tool_output(turn: Turn) -> dict[str, Any]:
+    """The output of a run that ended on calls of the caller's own tools."""
+    return {
+        "content": turn.text,
+        "tool_calls": [
+            {"id": call.id, "name": call.name, "arguments": call.arguments}
+            for call in turn.tool_calls
+        ],
+    }
 
 
 class RunState:
@@ -217,10 +229,8 @@ class RunState:
             has_tools=bool(agent.tools),
             output_schema=agent.output_schema,
         )
-        user = build_user_message(
-            agent.user_template, self.mapped_input, self.context, self.input.message
-        )
-        targets = self._targets(len(system) + len(user))
+        messages = self._first_messages(system)
+        targets = self._targets(sum(len(m.content) for m in messages))
         if targets[0].model != self.requested_model:
             await self.sink.send(
                 {
@@ -232,8 +242,9 @@ class RunState:
             agent=agent,
             config=config,
             targets=targets,
-            tool_specs=tuple(
-                ToolSpec(t.name, t.description, dict(t.parameters)) for t in agent.tools
+            tool_specs=(
+                *(ToolSpec(t.name, t.description, dict(t.parameters)) for t in agent.tools),
+                *self.input.client_tools,
             ),
             sink=self.sink,
             prices=self.prices,
@@ -242,11 +253,17 @@ class RunState:
             sleep=self.sleep,
             gate=self.gate,
         )
-        messages = initial_messages(system, user)
+        client_tools = {t.name for t in self.input.client_tools}
         while True:
             turn = await self.turns.run(messages)
             if not turn.tool_calls:
                 break
+            if any(call.name in client_tools for call in turn.tool_calls):
+                # The caller runs these: the calls are the answer (it sends the results back
+                # in its next request's messages).
+                return await self._complete(
+                    turn, output_mapping, output=client_tool_output(turn), finish="tool_calls"
+                )
             self.tool_steps += 1
             if self.tool_steps > agent.max_tool_steps:
                 raise ToolStepLimit(
@@ -259,13 +276,45 @@ class RunState:
             for call in turn.tool_calls:
                 messages.append(await self._run_tool(call))
 
-        new_context = apply_output_mapping(self.context, output_mapping, turn.output)
+        return await self._complete(turn, output_mapping, output=turn.output)
+
+    def _first_messages(self, system: str) -> list[Message]:
+        agent = self.agent
+        conversation = self.input.messages
+        if not conversation:
+            user = build_user_message(
+                agent.user_template, self.mapped_input, self.context, self.input.message
+            )
+            return initial_messages(system, user)
+        messages = [Message(role="system", content=system)] if system else []
+        messages.extend(conversation[:-1])
+        last = conversation[-1]
+        if last.role == "user":
+            # The caller's last word goes through the agent's template like a single message.
+            last = Message(
+                role="user",
+                content=build_user_message(
+                    agent.user_template, self.mapped_input, self.context, last.content
+                ),
+            )
+        messages.append(last)
+        return messages
+
+    async def _complete(
+        self,
+        turn: Turn,
+        output_mapping: Mapping[str, str],
+        *,
+        output: Any,
+        finish: str | None = None,
+    ) -> ExecutionResult:
+        new_context = apply_output_mapping(self.context, output_mapping, output)
         await self._send_usage()
-        result = self.result("completed", output=turn.output, context=new_context)
+        result = self.result("completed", output=output, context=new_context)
         await self.sink.send(
             {
                 "type": "complete",
-                "output": turn.output,
+                "output": output,
                 "usage": {
                     "input_tokens": result.usage.input_tokens,
                     "output_tokens": result.usage.output_tokens,
@@ -273,6 +322,7 @@ class RunState:
                 },
                 "cost": format(result.cost.normalize(), "f"),  # plain decimal, never "0E-8"
                 "model": result.model_used or "",
+                "finish_reason": finish or turn.finish_reason,
             }
         )
         return result

@@ -98,6 +98,8 @@ class Turn:
     tool_calls: tuple[ToolCall, ...]
     output: Any
     model: str
+    # What the provider said ended the reply ("stop", "length", "tool_calls", ...).
+    finish_reason: str = "stop"
 
 
 def _estimate_usage(messages: list[Message], text: str, calls: tuple[ToolCall, ...]) -> Usage:
@@ -390,4 +392,10 @@ class TurnRunner:
                 raise _AttemptFailed(INVALID_OUTPUT, problem, streamed_from=first_sequence)
         self._record(target, "succeeded", None, started, usage, None, started_at, finished.model)
         self.model_used = finished.model or target.model
-        return Turn(text=reply, tool_calls=tuple(calls), output=output, model=self.model_used)
+        return Turn(
+            text=reply,
+            tool_calls=tuple(calls),
+            output=output,
+            model=self.model_used,
+            finish_reason=finished.finish_reason or "stop",
+        )

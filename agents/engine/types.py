@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from agents.providers.base import ProviderConfig, Usage
+from agents.providers.base import Message, ProviderConfig, ToolSpec, Usage
 
 ExecutionStatus = Literal["completed", "failed", "timeout", "cancelled"]
 AttemptStatus = Literal["succeeded", "failed", "skipped", "cancelled"]
@@ -132,10 +132,20 @@ class CallConfig:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionInput:
-    """What the caller sends: a free-text message and/or named parameters."""
+    """What the caller sends: a free-text message and/or named parameters.
+
+    ``messages``: a conversation instead of one message (the OpenAI-compatible endpoint). The
+    model sees the agent's system prompt, then these messages in order; a final user message is
+    rendered through the agent's user template like ``message`` (which then holds its text).
+    ``client_tools``: tools the *caller* runs: offered to the model, never executed here; a
+    turn that calls one ends the run with the calls as its output (``finish_reason``
+    ``tool_calls``).
+    """
 
     message: str | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    messages: tuple[Message, ...] = ()
+    client_tools: tuple[ToolSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
