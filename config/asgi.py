@@ -14,7 +14,11 @@ from typing import Any
 
 from django.core.asgi import get_asgi_application
 
+from config import tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Before Django opens a connection: only when OTEL_EXPORTER_OTLP_ENDPOINT is set (config.tracing).
+tracing.setup("web")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -39,15 +43,18 @@ class ListenFromTheStart:
         await self.app(scope, receive, send)
 
 
-# /mcp (and its Protected Resource Metadata, and lifespan events) in front of everything else.
-application = ListenFromTheStart(
-    McpApplication(
-        ProtocolTypeRouter(
-            {
-                "http": django_asgi_app,
-                # ignore: Django URL patterns routing ASGI apps (see agents/routing.py).
-                "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
-            }
+# /mcp (and its Protected Resource Metadata, and lifespan events) in front of everything else;
+# server spans around it all when tracing is on.
+application = tracing.wrap_asgi(
+    ListenFromTheStart(
+        McpApplication(
+            ProtocolTypeRouter(
+                {
+                    "http": django_asgi_app,
+                    # ignore: Django URL patterns routing ASGI apps (see agents/routing.py).
+                    "websocket": TenantHostMiddleware(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
+                }
+            )
         )
     )
 )

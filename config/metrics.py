@@ -36,6 +36,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
+from config import tracing
+
 logger = logging.getLogger(__name__)
 
 MULTIPROC_DIR = Path(settings.PROMETHEUS_MULTIPROC_DIR)
@@ -191,12 +193,11 @@ class MetricsMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         method = request.method or "GET"
-        observe_request(
-            method if method in KNOWN_METHODS else "OTHER",
-            route_of(request),
-            response.status_code,
-            time.perf_counter() - started,
-        )
+        method = method if method in KNOWN_METHODS else "OTHER"
+        route = route_of(request)
+        observe_request(method, route, response.status_code, time.perf_counter() - started)
+        if tracing.enabled():
+            tracing.name_server_span(method, route)
         return response
 
 

@@ -19,6 +19,7 @@ from agents.core.hub import get_hub
 from agents.core.queue import EXECUTIONS_QUEUE, MAINTENANCE_QUEUE
 from agents.providers import aclose_all
 from agents.worker.resilience import Backoff, ResilientWorker
+from config import tracing
 from config.database import (
     OutageLog,
     database_outage,
@@ -119,6 +120,7 @@ async def serve(
     outage: OutageLog | None = None,
 ) -> int:
     """Run both workers until a signal; returns the process exit code."""
+    tracing.setup("worker")  # before the first connection: statements are traced from it on
     outage = outage or database_outage
     await _open_pool(real_app, outage)
     try:

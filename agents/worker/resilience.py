@@ -28,6 +28,7 @@ from config.database import (
     database_unavailable,
     discard_broken_connections,
 )
+from config.tracing import job_span
 
 logger = logging.getLogger("agents.worker")
 
@@ -135,6 +136,12 @@ class ResilientWorker(Worker):
         self._outages_handled = outage.count
 
     # ---- outage bookkeeping ----
+
+    async def _process_job(self, context: JobContext) -> None:
+        # One trace span per job when tracing is on (config.tracing; nothing otherwise).
+        job = context.job
+        with job_span(job.task_name, job_id=str(job.id), queue=job.queue):
+            await super()._process_job(context)
 
     async def lost_database(self, exc: BaseException) -> None:
         self._outage.failed(exc)
