@@ -274,12 +274,15 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
     if not isinstance(end, Ended):
         return end
     execution = end.execution
+    cut = end.finish_reason == "length"
     payload = response_json(
         started,
         call,
-        status="completed",
+        status="incomplete" if cut else "completed",
         output=output_of(execution.id, end.text, end.tool_calls),
         usage=usage_json(execution.input_tokens, execution.output_tokens),
         model=execution.model_used or None,
     )
+    if cut:
+        payload["incomplete_details"] = {"reason": "max_output_tokens"}
     return json_response(payload, started)
