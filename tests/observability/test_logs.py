@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import auth, llm_agent_for
+from tests.conftest import live_env
 from tests.observability.conftest import (
     json_lines,
     logged_daphne,
@@ -146,3 +147,47 @@ def test_background_run_logs_the_request_id_of_the_request_that_queued_it(
         assert prompt not in text and reply not in text
     sent = fake_llm.requests(agent.key)
     assert sent and sent[-1]["headers"].get("x-request-id") == "obs-bg-1"
+
+
+def test_console_format_is_readable_and_keeps_the_ids():
+    import io
+    import logging
+
+    from structlog.contextvars import clear_contextvars
+
+    from config.logs import bind_caller, bind_request, logging_config
+
+    entry = dict(logging_config(fmt="console", level="INFO")["formatters"]["structured"])
+    factory = entry.pop("()")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(factory(**entry))
+    log = logging.getLogger("tests.observability.console")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        bind_request("console-1")
+        bind_caller(tenant="t_alpha", principal="api_key:abc")
+        log.warning("hello %s", "there")
+    finally:
+        clear_contextvars()
+        log.removeHandler(handler)
+    line = stream.getvalue()
+    assert not line.lstrip().startswith("{")
+    assert "hello there" in line and "request_id=console-1" in line and "tenant=t_alpha" in line
+
+
+def test_a_bad_log_format_is_refused():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import config.test_settings"],
+        cwd=ROOT,
+        env={**live_env(), "LOG_FORMAT": "xml"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "LOG_FORMAT must be json or console" in done.stderr
