@@ -102,6 +102,7 @@ class TokenIssueApi(APIView):
             principal=_principal(request),
             role=data.validated_data.get("role"),
             ttl_seconds=data.validated_data.get("ttl_seconds"),
+            request=request._request,
         )
         return Response(
             {

@@ -218,7 +218,11 @@ def api_key_revoke(*, api_key: ApiKey, actor: str, request: HttpRequest | None =
 
 
 def token_issue(
-    *, principal: Principal, role: str | None, ttl_seconds: int | None
+    *,
+    principal: Principal,
+    role: str | None,
+    ttl_seconds: int | None,
+    request: HttpRequest | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Exchange an API key for a short-lived JWT, for the key's role or a lower one.
 
@@ -244,7 +248,7 @@ def token_issue(
         .values_list("expires_at", flat=True)
         .first()
     )
-    return issue_token(
+    token, claims = issue_token(
         tenant_slug=principal.tenant_slug,
         role=role,
         subject=f"api_key:{principal.identifier}",
@@ -252,3 +256,14 @@ def token_issue(
         # Rounded down: the token dies in the key's last second, never a second after it.
         not_after=int(key_expires_at.timestamp()) if key_expires_at is not None else None,
     )
+    # The token itself is never logged: its id (jti) names it.
+    audit_record(
+        schema_name=principal.schema_name,
+        actor=principal.audit_actor,
+        action="token.issue",
+        target_type="token",
+        target_id=str(claims["jti"]),
+        request=request,
+        details={"role": role, "exp": claims["exp"], "api_key": principal.api_key_id},
+    )
+    return token, claims

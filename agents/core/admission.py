@@ -6,11 +6,12 @@ the input against the agent's input schema, then the ``Execution`` row: ``runnin
 that starts at once in this process (blocking, streamed), ``queued`` with its job for a
 background run (the job joins the same transaction: a rolled-back admission leaves neither).
 A certain failure is a refusal (``DomainError``, 4xx) here, never a stored failed execution.
+Every admitted run is audited here (``execution.start``), once for every interface, in the
+transaction that stores it: no execution without its entry, no entry without its execution.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -45,6 +46,7 @@ from agents.engine import (
 from agents.models import Agent, Execution, ExecutionStatus, new_execution_id
 from agents.services.agents import agent_get
 from config.errors import DomainError, ValidationFailed
+from tenants.audit.services import audit_record
 from tenants.plans import limits_for
 
 
@@ -128,6 +130,23 @@ def _store(
     return execution
 
 
+def _audit_start(
+    schema_name: str, execution: Execution, request: RunRequest, origin: Origin
+) -> None:
+    details: dict[str, object] = {"agent": str(execution.agent_id), "mode": request.mode}
+    if origin.parent_id:
+        details["parent"] = origin.parent_id
+    audit_record(
+        schema_name=schema_name,
+        actor=origin.actor,
+        action="execution.start",
+        target_type="execution",
+        target_id=execution.pk,
+        request_id=origin.request_id,
+        details=details,
+    )
+
+
 def admit(
     schema_name: str, request: RunRequest, origin: Origin, key: IdempotencyKey | None = None
 ) -> Admitted:
@@ -136,16 +155,10 @@ def admit(
     execution_id = new_execution_id()
     background = request.mode == "background"
     limits = limits_for(schema_name)
-    # A transaction only where writes must stand or fall together (the key, the job) or a
-    # quota decision must hold until the execution that takes from it is stored.
-    metered = limits.meters_usage or limits.max_concurrent_executions is not None
-    atomic = (
-        transaction.atomic()
-        if key is not None or background or metered
-        else contextlib.nullcontext()
-    )
+    # Always a transaction: the execution and its audit entry stand or fall together (as do
+    # the key and the job, and a quota decision with the execution that takes from it).
     try:
-        with atomic:
+        with transaction.atomic():
             if key is not None:
                 prior = reserve(key, execution_id=execution_id)
                 if prior is not None:
@@ -169,6 +182,8 @@ def admit(
             execution = _store(schema_name, agent, request, origin, execution_id, reserved)
             if background:
                 queue.enqueue(schema_name=schema_name, execution_id=execution_id)
+                # Last: the audit chain's per-tenant lock is held until this commits.
+                _audit_start(schema_name, execution, request, origin)
                 return Admitted(execution)
             claimed = load_for_run(
                 schema_name,
@@ -179,6 +194,8 @@ def admit(
                 limits=limits,
                 prices=prices,
             )
+            # Last: the audit chain's per-tenant lock is held until this commits.
+            _audit_start(schema_name, execution, request, origin)
             return Admitted(execution, claimed)
     except (ReplayedRefusal, IdempotencyKeyReused, IdempotencyInProgress):
         raise  # about the key itself, not an answer to store under it

@@ -10,6 +10,7 @@ class AuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from tenants.audit import signals
+        from tenants.audit import hooks, signals
 
         signals.connect()
+        hooks.connect()

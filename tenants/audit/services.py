@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest
 from django_tenants.utils import schema_context
 
@@ -172,6 +175,15 @@ def _entry_fields(
     }
 
 
+def _entered(schema_name: str) -> AbstractContextManager[object]:
+    # django-tenants forgets the search_path it set on every set_schema, even to the same
+    # schema: entering the schema the connection is already on would cost a SET per entry
+    # (on the execution hot path, the admission is already in the tenant's schema).
+    if getattr(connection, "schema_name", None) == schema_name:
+        return contextlib.nullcontext()
+    return schema_context(schema_name)
+
+
 def audit_record(
     *,
     schema_name: str,
@@ -208,7 +220,7 @@ def audit_record(
         client=client,
         request_id=request_id,
     )
-    with schema_context(schema_name):
+    with _entered(schema_name):
         return AuditLog.objects.create(**fields)
 
 
@@ -238,7 +250,7 @@ def platform_audit_record(
         client=client,
         request_id=request_id,
     )
-    with schema_context("public"):
+    with _entered("public"):
         return PlatformAuditLog.objects.create(**fields)
 
 

@@ -221,7 +221,7 @@ def test_other_tenant_cannot_run_the_agent(alpha, bravo, llm):
         run(bravo.schema, agent, message="go")
 
 
-def test_a_blocking_execution_costs_six_queries(in_alpha):
+def test_a_blocking_execution_costs_seven_queries(in_alpha):
     agent = make_agent(make_credential(kind="echo"), in_alpha.schema)
     caller = principal_for(in_alpha.schema)  # the middleware's work, not the run's
     with CaptureQueriesContext(connection) as captured:
@@ -229,8 +229,9 @@ def test_a_blocking_execution_costs_six_queries(in_alpha):
     assert execution.status == "completed" and execution.output
     statements = [q["sql"].split()[0] for q in captured.captured_queries]
     work = [s for s in statements if s not in {"SET", "SAVEPOINT", "RELEASE"}]
-    # agent+credential, prices, INSERT execution, then in one transaction: UPDATE execution,
-    # INSERT events (a quick blocking run writes its whole log with its end), the usage
-    # counters (agents.core.limits.settle)
-    assert len(work) <= 6, statements
+    # agent+credential, prices, INSERT execution, INSERT its audit entry (execution.start, in
+    # the admission's transaction: the chain is computed by the table's trigger, no extra
+    # statement), then in one transaction: UPDATE execution, INSERT events (a quick blocking
+    # run writes its whole log with its end), the usage counters (agents.core.limits.settle)
+    assert len(work) <= 7, statements
     assert statements.count("SET") <= 2, statements

@@ -10,7 +10,7 @@ from django_tenants.utils import schema_context
 from tests.agents.conftest import make_agent, make_credential
 
 
-def test_a_blocking_execution_over_rest_costs_one_set_and_seven_statements(alpha, api):
+def test_a_blocking_execution_over_rest_costs_one_set_and_eight_statements(alpha, api):
     with schema_context(alpha.schema):
         agent = make_agent(make_credential(kind="echo"), alpha.schema)
     client = api(alpha.user_key)
@@ -23,8 +23,9 @@ def test_a_blocking_execution_over_rest_costs_one_set_and_seven_statements(alpha
     assert response.status_code == 200 and response.json()["status"] == "completed"
     statements = [q["sql"].split()[0] for q in captured.captured_queries]
     assert statements.count("SET") <= 1, statements
-    # API key (+tenant and plan), agent (+credential), INSERT execution, prices, UPDATE
-    # execution, INSERT events, usage counters (agents.core.limits.settle). The plan itself is
-    # cached: no statement.
+    # API key (+tenant and plan), agent (+credential), INSERT execution, prices, INSERT the
+    # execution.start audit entry (agents.core.admission, one statement: the hash chain is the
+    # table trigger's), UPDATE execution, INSERT events, usage counters
+    # (agents.core.limits.settle). The plan itself is cached: no statement.
     work = [s for s in statements if s not in {"SET", "SAVEPOINT", "RELEASE"}]
-    assert len(work) <= 7, captured.captured_queries
+    assert len(work) <= 8, captured.captured_queries

@@ -8,6 +8,10 @@ from django.core.management import CommandError, call_command
 
 from tenants.audit.services import auth_failure_budget
 
+# Fixtures of other suites used here: the live WebSocket environment, a committed agent (MCP).
+from tests.api.conftest import live_agent  # noqa: F401
+from tests.ws.conftest import ws  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _fresh_auth_failure_budget():
