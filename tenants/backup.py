@@ -164,6 +164,15 @@ def _open(path: Path, mode: str, *, compressed: bool | None = None) -> Iterator[
         yield handle
 
 
+def private_file(path: Path) -> Path:
+    """``path`` created empty, readable by its owner only (the file will hold a tenant's
+    data): made so before anything is written, never tightened after."""
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    return path
+
+
 def _json_line(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode() + b"\n"
 
@@ -194,7 +203,7 @@ def tenant_backup(*, tenant: Tenant, output: Path) -> BackupSummary:
     summary = BackupSummary(path=output)
     description = _tenant_description(tenant)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
+    partial = private_file(output.with_name(output.name + ".partial"))
     outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         if outermost:

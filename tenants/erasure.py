@@ -37,6 +37,7 @@ from agents.models import Agent, AgentVersion
 from agents.services.tool_secrets import mask_config_secrets, mask_tool_secrets
 from config.errors import Conflict, ValidationFailed
 from tenants.audit.services import platform_audit_record
+from tenants.backup import private_file
 from tenants.models import ApiKey, Domain, RateBucket, StreamLease, Tenant
 
 logger = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def tenant_export(*, tenant: Tenant, output: Path) -> ExportSummary:
     "data": {...}}`` per row. Read in one snapshot of the schema."""
     summary = ExportSummary(path=output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
+    partial = private_file(output.with_name(output.name + ".partial"))
     with partial.open("w", encoding="utf-8") as out:
         head = {"type": "export", "format": EXPORT_FORMAT, "version": EXPORT_VERSION}
         out.write(json.dumps({**head, "created_at": timezone.now().isoformat()}) + "\n")

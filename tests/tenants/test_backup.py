@@ -128,8 +128,9 @@ def source(db: None, settings: Any) -> Tenant:
     return tenant
 
 
-def test_backup_drop_restore_into_a_new_tenant_loses_nothing(source, tmp_path):
+def test_backup_drop_restore_into_a_new_tenant_loses_nothing(source, bravo, tmp_path):
     before = snapshot(source.schema_name)
+    bravo_before = snapshot(bravo.schema)
     for table in (
         "agents_agent",
         "agents_agentversion",
@@ -152,6 +153,7 @@ def test_backup_drop_restore_into_a_new_tenant_loses_nothing(source, tmp_path):
 
     out = run("tenant_backup", "keep-src", "--output", str(file))
     assert f"written to {file}" in out
+    assert file.stat().st_mode & 0o777 == 0o600  # a tenant's data: its owner's eyes only
     with gzip.open(file, "rt") as handle:
         text = handle.read()
     assert PROVIDER_KEY not in text and "mcp-secret" not in text  # sealed as stored
@@ -174,6 +176,7 @@ def test_backup_drop_restore_into_a_new_tenant_loses_nothing(source, tmp_path):
     restored = Tenant.objects.get(slug="keep-dst")
     assert restored.domains.get().domain == "keep-dst.localhost"
     assert snapshot(restored.schema_name) == before
+    assert snapshot(bravo.schema) == bravo_before  # the other tenant saw nothing of it
     with schema_context(restored.schema_name):
         # Sealed secrets open again (same platform keys) and the ids go on after the restored ones.
         credential = ProviderCredential.objects.get()

@@ -46,6 +46,7 @@ def test_the_export_holds_the_tenants_data_and_no_secret(db, settings, tmp_path)
     out = io.StringIO()
     call_command("tenant_export", "export-me", "--output", str(file), stdout=out)
 
+    assert file.stat().st_mode & 0o777 == 0o600
     text = file.read_text()
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines[0]["type"] == "export" and lines[0]["version"] == 1
