@@ -308,4 +308,31 @@ def results_markdown(res: dict[str, Any]) -> str:
             f"{fmt(per['sessions'])} new sessions, {fmt(per['xact_commit'])} commits, "
             f"{fmt(per['tup_inserted'])} rows inserted, {fmt(per['tup_updated'])} updated."
         )
+    lines.extend(openai_markdown(res))
     return "\n".join(lines) + "\n"
+
+
+def openai_markdown(res: dict[str, Any]) -> list[str]:
+    """The report's section for the OpenAI-compatible endpoint (empty when not measured)."""
+    measured = res.get("openai")
+    if not measured:
+        return []
+    m1, m2 = measured["m1"], measured["m2"]
+    lines = [
+        "\n### Through the OpenAI-compatible endpoint (`POST /v1/chat/completions`)\n",
+        "The same agents, upstream body and direct baseline as M1 and M2, asked in OpenAI's "
+        "format (`model: agent:<slug>`; streams with `stream_options.include_usage`).\n",
+        "| Metric | Measured (median of rounds, min-max) |",
+        "|---|---|",
+        f"| M1 added latency p50 / p99 at 1 client | {spread(m1['added_p50_ms'])} / "
+        f"{spread(m1['added_p99_ms'])} |",
+        f"| M2 added time to first token p50 / p99 | {spread(m2['ttft_added_p50_ms'])} / "
+        f"{spread(m2['ttft_added_p99_ms'])} |",
+        f"| M2 added gap between chunks p99 | {spread(m2['gap_added_p99_ms'])} |",
+        "| Errors (M1, M2) | "
+        + fmt(sum(r["errors"]["count"] for r in m1["rounds"]), "", 0)
+        + ", "
+        + fmt(sum(r["errors"]["count"] for r in m2["rounds"]), "", 0)
+        + " |",
+    ]
+    return lines

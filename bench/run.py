@@ -34,6 +34,7 @@ from common import DOC, FULL, HOST, PY, QUICK, RESULTS, ROOT, TARGETS, Plan
 from m1 import ladder, m1_closed, m1_open, warm_up
 from m2 import m2
 from m3 import db_accounting, m3
+from m_openai import openai_phase
 from profiling import profile_phase, profile_summary
 from report import results_markdown
 from report_doc import doc_markdown
@@ -130,6 +131,8 @@ async def measure(
         await fresh("M2")
         res["m2"] = await m2(b, plan, log)
         res["m2"]["db_connections_peak"] = b.peak("M2")
+        await fresh("OpenAI-compatible")
+        res["openai"] = await openai_phase(b, plan, log)
         res["m3"] = await m3(b, plan, fresh, log)
         if stats is not None:
             await fresh("DB accounting")
