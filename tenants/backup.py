@@ -419,6 +419,9 @@ def tenant_restore(
     with _open(source, "rb") as handle:
         header = _parse_header(handle.readline())
         with schema_context("public"), transaction.atomic():
+            with connection.cursor() as cursor:
+                # Replacing a schema waits for whoever uses it; waiting forever is not fine.
+                cursor.execute("SET LOCAL lock_timeout = '30s'")
             if tenant is not None:
                 tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
                 if not replace and not schema_is_empty(tenant.schema_name):

@@ -169,3 +169,34 @@ def test_an_exact_multiple_of_the_batch_size_needs_one_empty_batch(alpha, plan_o
     assert (result.batches, result.counts.executions) == (3, 4)
     with schema_context(alpha.schema):
         assert not Execution.objects.exists()
+
+
+def test_a_row_someone_holds_is_skipped_not_waited_for(committed_personas, plan_on):
+    alpha = committed_personas["alpha"]
+    plan_on(alpha, retention_days=30)
+    runs = runs_for(alpha)
+    db = connection.settings_dict
+    params = {"dbname": db["NAME"], "user": db["USER"] or None, "password": db["PASSWORD"] or None}
+    params.update({k: v for k, v in (("host", db["HOST"]), ("port", db["PORT"])) if v})
+    try:
+        held, *others = [runs.make(days_old=60) for _ in range(3)]
+        (target,) = retention_targets(tenant_slug="alpha")
+        with psycopg.connect(**params) as other:
+            # Another transaction (a slow admin page, a backup) holds one of the rows.
+            other.execute(
+                f'SELECT 1 FROM "{alpha.schema}".agents_execution WHERE id = %s FOR UPDATE',
+                [held],
+            )
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '3s'")  # a wait would fail, not hang
+            try:
+                first = purge_tenant(target, batch_size=10)
+            finally:
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET lock_timeout")
+            assert first.counts.executions == 2 and runs.ids() == {held}
+        second = purge_tenant(target, batch_size=10)  # released: the next run takes it
+        assert second.counts.executions == 1 and runs.ids() == set()
+        assert set(others).isdisjoint(runs.event_owners())
+    finally:
+        wipe(alpha)
