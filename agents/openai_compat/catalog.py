@@ -14,11 +14,10 @@ from typing import Any
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 
-from agents.core.conversation import AGENT_PREFIX, GATEWAY_PREFIX
+from agents.core.conversation import AGENT_PREFIX, GATEWAY_PREFIX, ModelNotFound
 from agents.models import Agent
 from agents.openai_compat.transport import caller, refusal, require_method
 from agents.selectors import model_catalog
-from config.errors import NotFound
 from tenants.context import in_schema
 from tenants.roles import Permission
 
@@ -69,10 +68,7 @@ async def model_detail(request: HttpRequest, model: str) -> HttpResponseBase:
         entries = await in_schema(principal.schema_name, model_entries, principal.tenant_slug)
         found = next((e for e in entries if e["id"] == model), None)
         if found is None:
-            raise NotFound(f"The model {model!r} does not exist or you do not have access to it.")
-    except NotFound as exc:
-        exc.code = "model_not_found"
-        return refusal(request, exc)
+            raise ModelNotFound(model)
     except Exception as exc:
         return refusal(request, exc)
     return JsonResponse(found)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.api.conftest import auth
@@ -34,6 +35,7 @@ def test_plain_completion_is_an_execution_visible_over_rest(
         ],
         temperature=0.2,
         max_tokens=50,
+        user="end-user-7",
     )
     completion = raw.parse()
     execution_id = raw.headers["X-Execution-ID"]
@@ -61,6 +63,7 @@ def test_plain_completion_is_an_execution_visible_over_rest(
     assert stored.status_code == 200, stored.text
     body = stored.json()
     assert body["status"] == "completed" and body["output"] == "Hello from the gateway"
+    assert body["context"]["user_context"] == {"user": "end-user-7"}
     assert body["usage"]["input_tokens"] == completion.usage.prompt_tokens
     assert body["usage"]["output_tokens"] == completion.usage.completion_tokens
     bravo = committed_personas["bravo"]
@@ -224,3 +227,31 @@ def test_idempotency_key_replays_the_first_execution(openai_client, live_llm_age
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.parse().choices[0].message.content == "only once"
     assert len(fake_llm.requests(made.key)) == 1
+
+
+def test_idempotency_key_on_a_stream_and_with_another_body(openai_client, live_llm_agent, fake_llm):
+    made = live_llm_agent()
+    fake_llm.script(made.key, {"reply": "streamed once", "chunks": 2})
+    client = openai_client(made.persona.user_key)
+    request = {
+        "model": "fake-model",
+        "messages": [{"role": "user", "content": "stream it"}],
+        "stream": True,
+        "extra_headers": {"Idempotency-Key": "stream-7"},
+    }
+    texts, ids = [], []
+    for _ in range(2):
+        with client.chat.completions.with_streaming_response.create(**request) as response:
+            ids.append(response.headers["X-Execution-ID"])
+            texts.append(
+                "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+            )
+    assert texts == ["streamed once", "streamed once"] and ids[0] == ids[1]
+    assert len(fake_llm.requests(made.key)) == 1
+    with pytest.raises(openai.ConflictError) as caught:
+        client.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": "something else"}],
+            extra_headers={"Idempotency-Key": "stream-7"},
+        )
+    assert caught.value.response.json()["error"]["code"] == "idempotency_key_reused"
