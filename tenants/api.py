@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,6 +13,13 @@ from rest_framework.views import APIView
 
 from config.errors import ValidationFailed
 from tenants.audit.models import AuditLog
+from tenants.audit.selectors import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    BadAuditQuery,
+    audit_page,
+    audit_query_from_params,
+)
 from tenants.middleware import request_tenant
 from tenants.principals import Principal
 from tenants.roles import Permission, Role
@@ -180,30 +188,74 @@ class ApiKeyDetailApi(APIView):
         return Response(ApiKeyOutput(api_key).data)
 
 
+class AuditEntryOutput(serializers.ModelSerializer[AuditLog]):
+    class Meta:
+        model = AuditLog
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "action",
+            "outcome",
+            "target_type",
+            "target_id",
+            "ip_address",
+            "request_id",
+            "details",
+            "prev_hash",
+            "entry_hash",
+        ]
+
+
+AUDIT_LOG_PARAMETERS = [
+    OpenApiParameter("actor", str, description='Exact actor, e.g. "api_key:cba_ab12"'),
+    OpenApiParameter(
+        "action", str, description='Exact action, or a prefix ending in ".*" ("execution.*")'
+    ),
+    OpenApiParameter("target_type", str, description='e.g. "execution", "api_key"'),
+    OpenApiParameter("target_id", str, description="Only with target_type"),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601, inclusive"),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601, exclusive"),
+    OpenApiParameter("cursor", str, description="The next_cursor of the previous page"),
+    OpenApiParameter("limit", int, description=f"1..{MAX_PAGE}, default {DEFAULT_PAGE}"),
+]
+
+
 class AuditLogListApi(APIView):
+    """``GET /audit-log``: the tenant's audit log, newest first, a page at a time."""
+
     required_permission = Permission.AUDIT_READ
 
-    class OutputSerializer(serializers.ModelSerializer[AuditLog]):
-        class Meta:
-            model = AuditLog
-            fields = [
-                "id",
-                "created_at",
-                "actor",
-                "action",
-                "outcome",
-                "target_type",
-                "target_id",
-                "ip_address",
-                "request_id",
-                "details",
-            ]
-
+    @extend_schema(
+        operation_id="audit_log_list",
+        parameters=AUDIT_LOG_PARAMETERS,
+        responses={
+            200: inline_serializer(
+                "AuditLogPage",
+                fields={
+                    "entries": AuditEntryOutput(many=True),
+                    "next_cursor": serializers.CharField(allow_null=True),
+                    "next": serializers.URLField(allow_null=True),
+                },
+            )
+        },
+    )
     def get(self, request: Request) -> Response:
         try:
-            limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
-        except ValueError:
-            raise ValidationFailed("limit: must be an integer") from None
+            query = audit_query_from_params(request.query_params.dict())
+        except BadAuditQuery as exc:
+            raise ValidationFailed(str(exc), details={exc.parameter: [str(exc)]}) from None
         # The connection's schema was set by the tenant middleware for this request.
-        entries = AuditLog.objects.all()[:limit]
-        return Response({"entries": self.OutputSerializer(entries, many=True).data})
+        entries, next_cursor = audit_page(query)
+        next_url = None
+        if next_cursor is not None:
+            params = request.query_params.copy()
+            params["cursor"] = next_cursor
+            next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+        return Response(
+            {
+                "entries": AuditEntryOutput(entries, many=True).data,
+                "next_cursor": next_cursor,
+                "next": next_url,
+            }
+        )

@@ -17,28 +17,19 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils.dateparse import parse_date, parse_datetime
 from django_tenants.utils import schema_context
 
-from tenants.audit.selectors import audit_export_rows, platform_export_rows
+from tenants.audit.selectors import audit_export_rows, parse_instant, platform_export_rows
 from tenants.models import Tenant
 
 
-def parse_instant(name: str, value: str | None) -> dt.datetime | None:
-    """An ISO 8601 date or date-time (UTC when it names no zone), or CommandError naming
-    the option."""
+def _instant(name: str, value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     try:
-        parsed = parse_datetime(value)
-        if parsed is None:
-            day = parse_date(value)
-            parsed = dt.datetime.combine(day, dt.time()) if day is not None else None
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise CommandError(f"{name}: not an ISO 8601 date or date-time: {value!r}")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+        return parse_instant(value)
+    except ValueError as exc:
+        raise CommandError(f"{name}: {exc}") from None
 
 
 class Command(BaseCommand):
@@ -53,8 +44,8 @@ class Command(BaseCommand):
         parser.add_argument("--output", help="file to write (default: standard output)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        since = parse_instant("--since", options["since"])
-        until = parse_instant("--until", options["until"])
+        since = _instant("--since", options["since"])
+        until = _instant("--until", options["until"])
         if options["platform"]:
             rows = platform_export_rows(since=since, until=until)
         else:
