@@ -116,3 +116,34 @@ def test_length_finish_reason(openai_client, live_llm_agent, fake_llm):
     response = client.responses.create(model="fake-model", input="hi", max_output_tokens=2)
     assert response.status == "incomplete"
     assert response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_a_reply_withdrawn_mid_stream_ends_the_stream_and_the_run_goes_on(
+    live_server_url, openai_client, live_llm_agent, fake_llm
+):
+    made = live_llm_agent()
+    fake_llm.script(
+        made.key,
+        {"reply": "first try that breaks", "chunks": 4, "reset_mid_stream": True},
+        {"reply": "second try"},
+    )
+    client = openai_client(made.persona.user_key)
+    seen: list[str] = []
+    with client.chat.completions.with_streaming_response.create(
+        model="fake-model", messages=HI, stream=True
+    ) as response:
+        execution_id = response.headers["X-Execution-ID"]
+        with pytest.raises(openai.APIError) as caught:
+            for chunk in response.parse():
+                if chunk.choices and chunk.choices[0].delta.content:
+                    seen.append(chunk.choices[0].delta.content)
+    assert seen, "text was streamed before the attempt broke"
+    assert caught.value.body["code"] == "stream_reset"
+    assert execution_id in caught.value.message
+    # The core retried the model call: the run completes with the second reply.
+    key = made.persona.user_key
+    assert _status(live_server_url, key, execution_id, {"completed"}) == "completed"
+    stored = httpx.get(
+        f"{live_server_url.url}/executions/{execution_id}", headers=auth(key), timeout=10
+    ).json()
+    assert stored["output"] == "second try"

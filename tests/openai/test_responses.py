@@ -12,7 +12,9 @@ from tests.api.conftest import auth
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_plain_response(live_server_url, openai_client, live_llm_agent, fake_llm):
+def test_plain_response(
+    live_server_url, openai_client, live_llm_agent, fake_llm, committed_personas
+):
     made = live_llm_agent()
     fake_llm.script(made.key, {"reply": "Responses work", "chunks": 2})
     client = openai_client(made.persona.user_key)
@@ -38,6 +40,15 @@ def test_plain_response(live_server_url, openai_client, live_llm_agent, fake_llm
         timeout=10,
     ).json()
     assert stored["output"] == "Responses work"
+    bravo = committed_personas["bravo"]
+    assert (
+        httpx.get(
+            f"{live_server_url.url}/executions/{execution_id}",
+            headers=auth(bravo.user_key),
+            timeout=10,
+        ).status_code
+        == 404
+    )
     assert stored["usage"]["output_tokens"] == response.usage.output_tokens
 
 
@@ -116,3 +127,24 @@ def test_unsupported_responses_parameters_are_400(openai_client, live_llm_agent)
         with pytest.raises(openai.BadRequestError) as caught:
             client.responses.create(model="fake-model", input="hi", **extra)
         assert caught.value.response.json()["error"]["param"] == param
+
+
+def test_streamed_function_call_events(openai_client, live_llm_agent, fake_llm):
+    made = live_llm_agent()
+    fake_llm.script(made.key, {"tool_calls": [{"name": "get_time", "arguments": {"tz": "CET"}}]})
+    client = openai_client(made.persona.user_key)
+    events = list(
+        client.responses.create(
+            model="fake-model",
+            input="time?",
+            tools=[{"type": "function", "name": "get_time", "parameters": {"type": "object"}}],
+            stream=True,
+        )
+    )
+    done = next(e for e in events if e.type == "response.function_call_arguments.done")
+    assert json.loads(done.arguments) == {"tz": "CET"}
+    final = events[-1]
+    assert final.type == "response.completed"
+    (call,) = final.response.output
+    assert call.type == "function_call" and call.name == "get_time"
+    assert not any(e.type == "response.output_text.delta" for e in events)
