@@ -48,6 +48,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from psycopg import sql
 
+from agents.core.hub import AGENT_CHANGES_CHANNEL
 from config.errors import Conflict, NotFound, ValidationFailed
 from tenants.models import Domain, Plan, Tenant
 
@@ -435,6 +436,17 @@ def tenant_restore(
                 tenant = _new_tenant(header, slug=new_slug, name=new_name, domain=new_domain)
                 summary = RestoreSummary(tenant=tenant, created=True)
             _check_migrations(header, tenant.schema_name)
-            _load(handle, tenant.schema_name, summary)
-            reset_sequences(tenant.schema_name)
+            # Names are schema-qualified, but the tables' statement triggers announce changes
+            # (agents, events) under current_schema(): it must be the tenant's, so that every
+            # process drops what it cached of the tenant before the restore.
+            with schema_context(tenant.schema_name):
+                _load(handle, tenant.schema_name, summary)
+                reset_sequences(tenant.schema_name)
+            with connection.cursor() as cursor:
+                # Also when the backup has no agent (the trigger is silent then) but the
+                # replaced schema had some: delivered at COMMIT.
+                cursor.execute(
+                    "SELECT pg_notify(%s, %s)",
+                    [AGENT_CHANGES_CHANNEL, f"{tenant.schema_name}:agents:0"],
+                )
     return summary

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management import CommandError, call_command, get_commands
@@ -268,11 +269,19 @@ def test_committed_backup_and_restore_copy_a_live_tenant(committed_personas, tmp
         agent = make_agent(make_credential(), alpha.schema)
     Runs(alpha.schema, agent).make(days_old=2, events=4, idempotency_key="committed")
     file = tmp_path / "alpha.cbbackup"
+    db = connection.settings_dict
+    params = {"dbname": db["NAME"], "user": db["USER"] or None, "password": db["PASSWORD"] or None}
+    params.update({k: v for k, v in (("host", db["HOST"]), ("port", db["PORT"])) if v})
     try:
         run("tenant_backup", "alpha", "--output", str(file))
-        run("tenant_restore", str(file), "--new-tenant", "alpha-copy", "--name", "Copy")
+        with psycopg.connect(**params, autocommit=True) as listener:
+            listener.execute("LISTEN agent_changes")
+            run("tenant_restore", str(file), "--new-tenant", "alpha-copy", "--name", "Copy")
+            heard = {n.payload for n in listener.notifies(timeout=5, stop_after=1)}
         copy = Tenant.objects.get(slug="alpha-copy")
         assert snapshot(copy.schema_name) == snapshot(alpha.schema)
+        # Processes that cached the tenant's agents hear of the restored ones.
+        assert heard == {f"{copy.schema_name}:agents:0"}
         assert "ok      tenant alpha-copy" in run("audit_verify", "--tenant", "alpha-copy")
     finally:
         with schema_context(alpha.schema):
