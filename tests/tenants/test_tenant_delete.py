@@ -21,6 +21,7 @@ from agents.core import queue
 from tenants.backup import schema_exists
 from tenants.models import ApiKey, PlatformAuditLog, RateBucket, StreamLease, Tenant
 from tenants.services import tenant_create
+from tests.conftest import ApiClient
 from tests.tenants.test_backup import populate, snapshot
 
 SLUG = "erase-me"
@@ -84,7 +85,9 @@ def mentions(tenant_id: int, slug: str, schema: str) -> dict[str, int]:
 @pytest.fixture
 def doomed(db: None, settings: Any, bravo: Any) -> Tenant:
     settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
-    tenant = tenant_create(slug=SLUG, name="Erase Me", domain="erase-me.localhost").tenant
+    created = tenant_create(slug=SLUG, name="Erase Me", domain="erase-me.localhost")
+    tenant = created.tenant
+    tenant.first_key = created.api_key  # type: ignore[attr-defined]
     populate(tenant)
     # Public rows that point at it without a foreign key, and some of the other tenant.
     soon = timezone.now() + dt.timedelta(minutes=5)
@@ -123,7 +126,15 @@ def test_a_deleted_tenant_leaves_no_row_and_no_schema(doomed, bravo):
     bravo_rows = snapshot(bravo.schema)
     bravo_keys = ApiKey.objects.filter(tenant=bravo.tenant).count()
 
+    # Its key works (and is now in this process's key cache) ...
+    key_client = ApiClient(doomed.first_key, host="erase-me.localhost")
+    assert key_client.get("/auth/whoami").status_code == 200
+
     out = run("tenant_delete", SLUG, "--confirm", SLUG)
+
+    # ... and not any more, by its domain or any other.
+    assert key_client.get("/auth/whoami").status_code in (401, 404)
+    assert ApiClient(doomed.first_key).get("/auth/whoami").status_code == 401
 
     assert f"{SLUG}: deleted (schema {schema} dropped" in out
     assert not schema_exists(schema)
