@@ -126,3 +126,11 @@ def test_a_plan_limit_is_429_with_retry_after(openai_client, live_llm_agent, fak
         error = _error(caught.value)
         assert error["type"] == "rate_limit_error" and "token" in error["message"]
     assert fake_llm.requests(made.key) == []
+
+
+def test_endpoints_not_offered_are_404_in_openai_shape(openai_client, live_llm_agent):
+    made = live_llm_agent()
+    client = openai_client(made.persona.user_key)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.embeddings.create(model="fake-model", input="hi")
+    assert _error(caught.value)["type"] == "invalid_request_error"
