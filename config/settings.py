@@ -402,6 +402,9 @@ LOGGING = logging_config(fmt="json" if LOG_FORMAT == "json" else "console", leve
 # ---- Plans, quotas and rate limits (tenants.plans, tenants.ratelimit, agents.core.limits) ----
 # How stale a process's copy of a plan may get if it missed the plan_changes notification.
 PLAN_CACHE_SECONDS = env_float("PLAN_CACHE_SECONDS", 5.0, minimum=0)
+# The same backstop for API key rows cached per process (tenants.key_cache; changes clear them
+# everywhere by NOTIFY credential_changes / plan_changes at once).
+CREDENTIAL_CACHE_SECONDS = env_float("CREDENTIAL_CACHE_SECONDS", 5.0, minimum=0)
 # Token buckets shared by every process: "postgres" (default) or "redis" (REDIS_URL).
 RATE_LIMIT_BACKEND = env_str("RATE_LIMIT_BACKEND", "redis" if REDIS_URL else "postgres")
 if RATE_LIMIT_BACKEND not in {"postgres", "redis"}:

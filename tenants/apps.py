@@ -19,11 +19,18 @@ class TenantsConfig(AppConfig):
 
         from django.db.models.signals import post_delete, post_save
 
-        from tenants.models import Plan, Tenant
+        from tenants.key_cache import announce_credential_change
+        from tenants.models import ApiKey, Plan, Tenant
         from tenants.plans import announce_plan_change
 
         def plan_changed(**_: object) -> None:
             announce_plan_change()
+
+        def key_changed(instance: ApiKey, **_: object) -> None:
+            announce_credential_change(instance.prefix)
+
+        post_save.connect(key_changed, sender=ApiKey, weak=False, dispatch_uid="key-changed")
+        post_delete.connect(key_changed, sender=ApiKey, weak=False, dispatch_uid="key-deleted")
 
         for model in (Plan, Tenant):
             post_save.connect(

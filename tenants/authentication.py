@@ -16,6 +16,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from tenants.credentials import api_key_matches, looks_like_api_key, split_api_key
+from tenants.key_cache import cached_api_key, remember_api_key
 from tenants.models import ApiKey, Tenant
 from tenants.principals import Principal
 from tenants.roles import Role
@@ -60,7 +61,7 @@ def _authenticate_api_key(key: str) -> Authenticated:
     prefix = split_api_key(key)
     if prefix is None:
         raise CredentialRejected("malformed api key")
-    api_key = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
+    api_key = _api_key_row(prefix)
     if api_key is None:
         raise CredentialRejected("unknown api key")
     tenant = api_key.tenant
@@ -84,6 +85,17 @@ def _authenticate_api_key(key: str) -> Authenticated:
     return Authenticated(tenant, principal)
 
 
+def _api_key_row(prefix: str) -> ApiKey | None:
+    """The key's row with its tenant and plan: from this process's cache (``tenants.key_cache``,
+    cleared on every change) or one query. Only the row is cached; its checks run every time."""
+    api_key = cached_api_key(prefix)
+    if api_key is None:
+        api_key = ApiKey.objects.select_related("tenant__plan").filter(prefix=prefix).first()
+        if api_key is not None:
+            remember_api_key(api_key)
+    return api_key
+
+
 def _expired(api_key: ApiKey) -> bool:
     return api_key.expires_at is not None and api_key.expires_at <= timezone.now()
 
@@ -96,6 +108,9 @@ def _touch_last_used(api_key: ApiKey, now: dt.datetime) -> None:
     ApiKey.objects.filter(pk=api_key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
     ).update(last_used_at=now)
+    # The row may be the cached one: without this, every later request would send the
+    # (then no-op) UPDATE again.
+    api_key.last_used_at = now
 
 
 def _authenticate_token(token: str) -> Authenticated:
@@ -103,20 +118,27 @@ def _authenticate_token(token: str) -> Authenticated:
         claims = verify_token(token)
     except InvalidToken as exc:
         claimed = unverified_tenant_claim(token)
-        tenant = Tenant.objects.filter(slug=claimed).first() if claimed else None
-        raise CredentialRejected(f"invalid token: {exc}", tenant) from None
-    tenant = Tenant.objects.select_related("plan").filter(slug=claims["tenant"]).first()
+        named = Tenant.objects.filter(slug=claimed).first() if claimed else None
+        raise CredentialRejected(f"invalid token: {exc}", named) from None
+    tenant: Tenant | None
+    subject = claims["sub"]
+    minted_by = subject.removeprefix("api_key:") if subject.startswith("api_key:") else None
+    # A key-minted token's key row carries its tenant: one (usually cached) lookup for both.
+    api_key = _api_key_row(minted_by) if minted_by is not None else None
+    if api_key is not None and api_key.tenant.slug == claims["tenant"]:
+        tenant = api_key.tenant
+    else:
+        api_key = None  # a key of another tenant never vouches for this token
+        tenant = Tenant.objects.select_related("plan").filter(slug=claims["tenant"]).first()
     if tenant is None:
         raise CredentialRejected("token for an unknown tenant")
     if claims["role"] not in Role.values:
         raise CredentialRejected("token with an unknown role", tenant, proven=True)
     api_key_id = None
-    subject = claims["sub"]
-    if subject.startswith("api_key:"):
+    if minted_by is not None:
         # A token dies with the key that minted it: revoking a key (or its expiry) must not
         # leave its tokens alive.
-        prefix = subject.removeprefix("api_key:")
-        api_key = ApiKey.objects.filter(tenant=tenant, prefix=prefix).first()
+        prefix = minted_by
         if api_key is None or api_key.revoked_at is not None or _expired(api_key):
             raise CredentialRejected(
                 f"token minted by a revoked, expired or unknown key {prefix}", tenant, proven=True

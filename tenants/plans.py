@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from tenants.key_cache import forget_credentials
 from tenants.models import BudgetPeriod, Plan, Tenant
 
 PLAN_CHANGES_CHANNEL = "plan_changes"
@@ -135,5 +136,6 @@ def forget_limits(schema_name: str | None = None) -> None:
 def announce_plan_change() -> None:
     """Clear this process's cache now and every other's at COMMIT (``plan_changes``)."""
     forget_limits()
+    forget_credentials()  # cached API key rows carry their tenant and its plan
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, %s)", [PLAN_CHANGES_CHANNEL, "*:plans:0"])

@@ -23,6 +23,7 @@ from typing import TypedDict
 
 from django.conf import settings
 
+from tenants.key_cache import CREDENTIAL_CHANGES_CHANNEL, forget_credentials
 from tenants.plans import PLAN_CHANGES_CHANNEL, forget_limits
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class EventHub:
                     for channel in sorted(EVENT_CHANNELS):
                         conn.execute(f"LISTEN {channel}")
                     conn.execute(f"LISTEN {PLAN_CHANGES_CHANNEL}")
+                    conn.execute(f"LISTEN {CREDENTIAL_CHANGES_CHANNEL}")
                     # Last: operators (and the outage tests) find a hub by this statement.
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     loop.call_soon_threadsafe(self._on_connected, lost_at is not None)
@@ -185,13 +187,18 @@ class EventHub:
         # Anything that happened while we were not listening: wake everyone to look again.
         self._wake_all()
         if reconnected:
-            # A plan may have changed while nobody listened. (Not on the first connect: every
-            # event loop has a hub, and a process's first one starts with its first request.)
+            # A plan or key may have changed while nobody listened. (Not on the first connect:
+            # every event loop has a hub, and a process's first starts with its first request.)
             forget_limits()
+            forget_credentials()
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == PLAN_CHANGES_CHANNEL:
             forget_limits()
+            forget_credentials()  # cached key rows carry their tenant and plan
+            return
+        if channel == CREDENTIAL_CHANGES_CHANNEL:
+            forget_credentials(payload)
             return
         parts = payload.split(":")
         if len(parts) < 2:

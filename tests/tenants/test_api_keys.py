@@ -75,9 +75,8 @@ def test_expired_key_is_401(api, alpha):
     created = api_key_create(
         tenant=alpha.tenant, role=Role.USER, expires_at=timezone.now() + dt.timedelta(hours=1)
     )
-    ApiKey.objects.filter(pk=created.api_key.pk).update(
-        expires_at=timezone.now() - dt.timedelta(seconds=1)
-    )
+    created.api_key.expires_at = timezone.now() - dt.timedelta(seconds=1)
+    created.api_key.save(update_fields=["expires_at"])
     assert api(created.key).get("/auth/whoami").status_code == 401
 
 

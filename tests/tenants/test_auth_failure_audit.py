@@ -14,7 +14,6 @@ from django_tenants.utils import schema_context
 
 from tenants.audit.models import AuditLog
 from tenants.audit.services import MAX_DETAIL_CHARS, audit_auth_failure, auth_failure_budget
-from tenants.models import ApiKey
 from tenants.roles import Role
 from tenants.services import api_key_create, api_key_revoke
 from tests.tenants.test_tokens import claims, sign
@@ -92,9 +91,8 @@ def test_proven_failures_are_always_written(alpha, clock):
     expired = api_key_create(
         tenant=alpha.tenant, role=Role.USER, expires_at=timezone.now() + dt.timedelta(hours=1)
     )
-    ApiKey.objects.filter(pk=expired.api_key.pk).update(
-        expires_at=timezone.now() - dt.timedelta(seconds=1)
-    )
+    expired.api_key.expires_at = timezone.now() - dt.timedelta(seconds=1)
+    expired.api_key.save(update_fields=["expires_at"])
     forged = wrong_secret(alpha.user_key)
     for _ in range(PER_MINUTE * 2):
         whoami(forged)  # exhausts the budget

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.utils import timezone
 
-from tenants.models import ApiKey
 from tenants.roles import Role
 from tenants.services import api_key_create, api_key_revoke
 from tenants.signing import key_ring
@@ -109,9 +108,8 @@ def test_token_dies_when_its_api_key_expires(api, alpha):
     token = api(created.key).post("/auth/token", {}).json()["access_token"]
     assert api(token).get("/auth/whoami").status_code == 200
     # The key's expiry moved earlier after the token was minted (or the clock passed it).
-    ApiKey.objects.filter(pk=created.api_key.pk).update(
-        expires_at=timezone.now() - dt.timedelta(seconds=1)
-    )
+    created.api_key.expires_at = timezone.now() - dt.timedelta(seconds=1)
+    created.api_key.save(update_fields=["expires_at"])
     response = api(token).get("/auth/whoami")
     assert response.status_code == 401
     assert response.json()["error"]["message"] == "Invalid credentials."

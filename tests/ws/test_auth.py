@@ -175,7 +175,10 @@ def _set_status(slug: str, status: str) -> None:
 
     try:
         with schema_context("public"):
-            Tenant.objects.filter(slug=slug).update(status=status)
+            # save(), not update(): the change is announced, as an operator's would be.
+            tenant = Tenant.objects.get(slug=slug)
+            tenant.status = status
+            tenant.save(update_fields=["status"])
     finally:
         connection.close()
 
