@@ -55,10 +55,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_files(directory: Path = MULTIPROC_DIR) -> int:
+def remove_stale_files(directory: Path = MULTIPROC_DIR, pattern: str = "*.db") -> int:
     """Delete the sample files of processes that no longer run; returns how many."""
     removed = 0
-    for path in glob.glob(str(directory / "*.db")):
+    for path in glob.glob(str(directory / pattern)):
         try:
             pid = int(Path(path).stem.rsplit("_", 1)[1])
         except (IndexError, ValueError):
@@ -172,6 +172,9 @@ def metrics_response(request: HttpRequest) -> HttpResponse:
             "The metrics token is required.",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
+    # "live" gauges of processes that have exited leave the sum now (what prometheus-client's
+    # mark_process_dead does, for processes that no supervisor reports).
+    remove_stale_files(MULTIPROC_DIR, "gauge_live*.db")
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(MULTIPROC_DIR))  # type: ignore[no-untyped-call]
     registry.register(ScrapeTimeCollector())

@@ -166,3 +166,22 @@ def test_stale_files_of_dead_processes_are_removed(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"counter_{os.getpid()}.db", "notes.txt"]
     )
+
+
+def test_a_scrape_drops_live_gauges_of_dead_processes_but_keeps_their_counters(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from config.metrics import remove_stale_files
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    for name in (f"gauge_livemax_{pid}.db", f"counter_{pid}.db"):
+        (tmp_path / name).write_bytes(b"")
+    assert remove_stale_files(tmp_path, "gauge_live*.db") == 1
+    assert [p.name for p in tmp_path.iterdir()] == [f"counter_{pid}.db"]
