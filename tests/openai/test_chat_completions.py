@@ -69,6 +69,23 @@ def test_plain_completion_is_an_execution_visible_over_rest(
     bravo = committed_personas["bravo"]
     assert _execution(live_server_url, bravo.user_key, execution_id).status_code == 404
 
+    # In the tenant's usage, under the credential's gateway agent.
+    usage = httpx.get(
+        f"{live_server_url.url}/usage",
+        params={"agent": body["agent_id"], "group_by": "model"},
+        headers=auth(made.persona.user_key),
+        timeout=10,
+    ).json()
+    assert usage["totals"]["executions"] == 1
+    assert usage["totals"]["total_tokens"] == completion.usage.total_tokens
+    assert [row["model"] for row in usage["rows"]] == ["fake-model"]
+    gateway = httpx.get(
+        f"{live_server_url.url}/agents/{body['agent_id']}",
+        headers=auth(made.persona.user_key),
+        timeout=10,
+    ).json()
+    assert gateway["slug"] == f"gateway-{made.credential.name}"
+
 
 def test_streaming_with_usage_ends_with_done(
     live_server_url, openai_client, live_llm_agent, fake_llm
