@@ -89,6 +89,20 @@ def make_persona(slug: str) -> Persona:
     )
 
 
+@pytest.fixture(autouse=True)
+def _forget_cached_rows() -> Iterator[None]:
+    """Cached key rows and plans outlive a test's rolled-back transaction (a rollback sends no
+    signal): each test starts from the database, not from what an earlier test cached."""
+    from tenants.key_cache import forget_credentials
+    from tenants.plans import forget_limits
+
+    forget_credentials()
+    forget_limits()
+    yield
+    forget_credentials()
+    forget_limits()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _collect_stray_connections(django_db_setup: None) -> Iterator[None]:
     """Close what still holds the test database open before it is dropped (PostgreSQL refuses
