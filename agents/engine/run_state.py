@@ -296,6 +296,7 @@ class RunState:
                 content=build_user_message(
                     agent.user_template, self.mapped_input, self.context, last.content
                 ),
+                name=last.name,
             )
         messages.append(last)
         return messages
