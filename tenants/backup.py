@@ -50,6 +50,7 @@ from psycopg import sql
 
 from agents.core.hub import AGENT_CHANGES_CHANNEL
 from config.errors import Conflict, NotFound, ValidationFailed
+from tenants.audit.services import platform_audit_record
 from tenants.models import Domain, Plan, Tenant
 
 FORMAT = "circuit-breaker-tenant-backup"
@@ -196,8 +197,9 @@ def _tenant_description(tenant: Tenant) -> dict[str, Any]:
 # ---- backup ----
 
 
-def tenant_backup(*, tenant: Tenant, output: Path) -> BackupSummary:
-    """Write ``tenant``'s schema to ``output`` (one consistent snapshot; see the module)."""
+def tenant_backup(*, tenant: Tenant, output: Path, actor: str = "system") -> BackupSummary:
+    """Write ``tenant``'s schema to ``output`` (one consistent snapshot; see the module), and
+    record it in the platform log (a copy of a tenant's data left the database)."""
     schema = tenant.schema_name
     if not schema_exists(schema):
         raise NotFound(f"tenant {tenant.slug!r} has no schema {schema!r}")
@@ -245,6 +247,13 @@ def tenant_backup(*, tenant: Tenant, output: Path) -> BackupSummary:
                 summary.rows[table] = count
             out.write(_json_line({"end": summary.rows}))
     partial.replace(output)  # never a half-written file under the name asked for
+    platform_audit_record(
+        actor=actor,
+        action="tenant.backup",
+        target_type="tenant",
+        target_id=tenant.slug,
+        details={"file": output.name, "rows": summary.total},
+    )
     return summary
 
 
@@ -412,6 +421,7 @@ def tenant_restore(
     new_slug: str | None = None,
     new_name: str = "",
     new_domain: str | None = None,
+    actor: str = "system",
 ) -> RestoreSummary:
     """Load a backup into ``tenant`` (refused unless its schema is empty or ``replace``) or
     into a new tenant ``new_slug`` created here. All or nothing: one transaction."""
@@ -449,4 +459,18 @@ def tenant_restore(
                     "SELECT pg_notify(%s, %s)",
                     [AGENT_CHANGES_CHANNEL, f"{tenant.schema_name}:agents:0"],
                 )
+            described = header.get("tenant") or {}
+            # Last in the transaction: the platform log's chain lock is held until COMMIT.
+            platform_audit_record(
+                actor=actor,
+                action="tenant.restore",
+                target_type="tenant",
+                target_id=tenant.slug,
+                details={
+                    "created": summary.created,
+                    "rows": summary.total,
+                    "from_tenant": str(described.get("slug", "")),
+                    "backup_created_at": str(header.get("created_at", "")),
+                },
+            )
     return summary

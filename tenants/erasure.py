@@ -138,7 +138,7 @@ class ExportSummary:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def tenant_export(*, tenant: Tenant, output: Path) -> ExportSummary:
+def tenant_export(*, tenant: Tenant, output: Path, actor: str = "system") -> ExportSummary:
     """Write everything held for ``tenant`` (secrets redacted) to ``output`` as JSON lines:
     ``{"type": "export", ...}`` first, then ``{"type": "<app.model>" | "tenant" | ...,
     "data": {...}}`` per row. Read in one snapshot of the schema."""
@@ -164,6 +164,13 @@ def tenant_export(*, tenant: Tenant, output: Path) -> ExportSummary:
                     count += 1
                 summary.rows[label] = count
     partial.replace(output)
+    platform_audit_record(
+        actor=actor,
+        action="tenant.export",
+        target_type="tenant",
+        target_id=tenant.slug,
+        details={"file": output.name, "rows": sum(summary.rows.values())},
+    )
     return summary
 
 

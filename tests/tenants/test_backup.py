@@ -32,7 +32,7 @@ from agents.services.credentials import provider_config_for
 from tenants.audit.models import AuditLog
 from tenants.audit.services import audit_record
 from tenants.backup import schema_exists, schema_tables
-from tenants.models import Tenant
+from tenants.models import PlatformAuditLog, Tenant
 from tenants.services import tenant_create
 from tests.agents.conftest import make_agent, make_credential
 from tests.retention.conftest import Runs
@@ -178,6 +178,13 @@ def test_backup_drop_restore_into_a_new_tenant_loses_nothing(source, bravo, tmp_
     assert restored.domains.get().domain == "keep-dst.localhost"
     assert snapshot(restored.schema_name) == before
     assert snapshot(bravo.schema) == bravo_before  # the other tenant saw nothing of it
+    # The platform's log says who copied the tenant out, and who brought it back from where.
+    backup_entry = PlatformAuditLog.objects.get(action="tenant.backup", target_id="keep-src")
+    assert backup_entry.actor == "command:tenant_backup"
+    assert backup_entry.details["file"] == file.name
+    restore_entry = PlatformAuditLog.objects.get(action="tenant.restore", target_id="keep-dst")
+    assert restore_entry.details["from_tenant"] == "keep-src"
+    assert restore_entry.details["created"] is True
     with schema_context(restored.schema_name):
         # Sealed secrets open again (same platform keys) and the ids go on after the restored ones.
         credential = ProviderCredential.objects.get()

@@ -12,7 +12,7 @@ from django_tenants.utils import schema_context
 
 from agents.models import Agent, ProviderCredential
 from agents.services.agents import agent_update
-from tenants.models import ApiKey
+from tenants.models import ApiKey, PlatformAuditLog
 from tenants.services import tenant_create
 from tests.tenants.test_backup import PROVIDER_KEY, populate
 
@@ -82,6 +82,8 @@ def test_the_export_holds_the_tenants_data_and_no_secret(db, settings, tmp_path)
     tools = kinds["agents.agent"][0]["tools"]
     assert tools[0]["config"]["headers"] == {"X-Token": "********"}
     assert f"{sum(1 for _ in lines[1:])} row(s) exported" in out.getvalue()
+    entry = PlatformAuditLog.objects.get(action="tenant.export", target_id="export-me")
+    assert entry.actor == "command:tenant_export" and entry.details["file"] == file.name
 
 
 def test_export_of_an_unknown_tenant_is_refused(db, tmp_path):

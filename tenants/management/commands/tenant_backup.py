@@ -27,7 +27,9 @@ class Command(BaseCommand):
         if tenant is None:
             raise CommandError(f"no tenant {options['slug']!r}")
         try:
-            summary = tenant_backup(tenant=tenant, output=Path(options["output"]))
+            summary = tenant_backup(
+                tenant=tenant, output=Path(options["output"]), actor="command:tenant_backup"
+            )
         except DomainError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(

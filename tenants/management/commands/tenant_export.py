@@ -26,6 +26,8 @@ class Command(BaseCommand):
             tenant = Tenant.objects.select_related("plan").filter(slug=options["slug"]).first()
         if tenant is None:
             raise CommandError(f"no tenant {options['slug']!r}")
-        summary = tenant_export(tenant=tenant, output=Path(options["output"]))
+        summary = tenant_export(
+            tenant=tenant, output=Path(options["output"]), actor="command:tenant_export"
+        )
         total = sum(summary.rows.values())
         self.stdout.write(f"{tenant.slug}: {total} row(s) exported to {summary.path}")

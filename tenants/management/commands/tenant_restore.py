@@ -52,6 +52,7 @@ class Command(BaseCommand):
                 new_slug=options["new_tenant"],
                 new_name=options["name"],
                 new_domain=options["domain"],
+                actor="command:tenant_restore",
             )
         except DomainError as exc:
             raise CommandError(exc.message) from None
