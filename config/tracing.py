@@ -19,6 +19,7 @@ worker) exports spans over OTLP/HTTP (protobuf) to the endpoint, configured with
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -58,6 +59,16 @@ def setup(service: str) -> bool:
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     _enabled = True
     return True
+
+
+def carry_into(context: contextvars.Context) -> None:
+    """Make the current span the parent of what runs in ``context`` (a fresh context that a
+    detached task starts from), so a streamed run's spans stay in its request's trace."""
+    if not _enabled:
+        return
+    from opentelemetry import context as otel_context
+
+    context.run(otel_context.attach, otel_context.get_current())
 
 
 def name_server_span(method: str, route: str) -> None:

@@ -16,6 +16,7 @@ from agents.core.hub import get_hub
 from agents.core.idempotency import IdempotencyInProgress
 from agents.core.requests import OnDisconnect, RunMode
 from agents.models import TERMINAL_STATUSES, Execution
+from config import tracing
 from tenants.context import in_schema
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,9 @@ def start_detached(run: Coroutine[Any, Any, Execution], *, name: str) -> asyncio
     per-request executors (the sync middleware's thread), which quit when the response starts,
     and every later database call of the run would fail ("CurrentThreadExecutor already quit").
     """
-    task = asyncio.create_task(_detached(run), name=name, context=contextvars.Context())
+    context = contextvars.Context()
+    tracing.carry_into(context)  # the request's trace goes on (nothing while tracing is off)
+    task = asyncio.create_task(_detached(run), name=name, context=context)
     task.add_done_callback(_log_failure)
     _DETACHED.add(task)
     task.add_done_callback(_DETACHED.discard)

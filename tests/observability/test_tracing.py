@@ -196,3 +196,42 @@ def test_a_background_job_is_a_span_around_its_provider_call(
         assert time.monotonic() < deadline, [s.name for s in receiver.spans]
         time.sleep(0.05)
     assert attributes(jobs[0])["cba.queue"] == "executions"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_run_stays_in_its_requests_trace(
+    committed_personas, fake_llm, settings, tmp_path: Path, receiver: Receiver
+):
+    settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
+    alpha = committed_personas["alpha"]
+    agent = llm_agent_for(alpha, fake_llm)
+    fake_llm.script(agent.key, {"reply": "streamed and traced", "chunks": 3})
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    route = "POST /agents/<str:agent_id>/execute/stream"
+    fake_port = fake_llm.url.rsplit(":", 1)[1]
+    with logged_daphne(tmp_path / "daphne.log", **env) as server:
+        with httpx.stream(
+            "POST",
+            f"{server.url}/agents/{agent.agent.slug}/execute/stream",
+            headers=auth(alpha.user_key),
+            json={"input": {"message": "stream me"}},
+            timeout=20,
+        ) as answer:
+            assert answer.status_code == 200
+            body = "".join(answer.iter_text())
+        assert "complete" in body
+        deadline = time.monotonic() + 15
+        while True:
+            roots = [s for s in receiver.spans if s.name == route]
+            calls = [
+                s
+                for s in receiver.spans
+                if roots
+                and s.trace_id == roots[0].trace_id
+                and s.kind == Span.SPAN_KIND_CLIENT
+                and fake_port in json.dumps(attributes(s), default=str)
+            ]
+            if calls:
+                break
+            assert time.monotonic() < deadline, [s.name for s in receiver.spans]
+            time.sleep(0.05)
