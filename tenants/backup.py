@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import psycopg
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -313,11 +314,16 @@ def _copy_sections(
 ) -> None:
     expected: dict[str, int] | None = None
     for line in handle:
-        section = json.loads(line)
-        if "end" in section:
-            expected = section["end"]
-            break
-        table, columns = section["table"], section["columns"]
+        try:
+            section = json.loads(line)
+            if "end" in section:
+                expected = dict(section["end"])
+                break
+            table, columns = str(section["table"]), list(section["columns"])
+        except (ValueError, KeyError, TypeError):
+            raise BackupFileError(
+                "the backup is damaged (a section header does not read)"
+            ) from None
         if table not in target_tables:
             raise BackupFileError(f"table {table!r} of the backup does not exist here")
         unknown = set(columns) - set(_columns(schema, table))
@@ -328,14 +334,18 @@ def _copy_sections(
             table=sql.Identifier(schema, table),
             cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
         )
-        with raw.copy(statement) as copy:
-            for row in handle:
-                if row == END_OF_DATA:
-                    break
-                copy.write(row)
-                count += 1
-            else:
-                raise BackupFileError(f"the backup ends inside table {table!r}")
+        try:
+            with raw.copy(statement) as copy:
+                for row in handle:
+                    if row == END_OF_DATA:
+                        break
+                    copy.write(row)
+                    count += 1
+                else:
+                    raise BackupFileError(f"the backup ends inside table {table!r}")
+        except psycopg.Error as exc:
+            # A row the database does not take (a damaged file): the transaction is lost anyway.
+            raise BackupFileError(f"table {table!r}: {exc.diag.message_primary or exc}") from None
         summary.rows[table] = count
     if expected is None:
         raise BackupFileError("the backup is incomplete (no end line)")

@@ -238,6 +238,14 @@ def test_a_file_from_another_migration_state_or_a_cut_file_is_refused(source, tm
     _rewrite(file, older, lambda header, lines: header["migrations"].pop())
     cut = tmp_path / "cut.cbbackup"
     _rewrite(file, cut, lambda header, lines: lines.__delitem__(slice(len(lines) // 2, None)))
+    damaged = tmp_path / "damaged.cbbackup"
+    _rewrite(
+        file,
+        damaged,
+        lambda header, lines: lines.__setitem__(
+            next(i for i, line in enumerate(lines) if b"writer" in line), b"not\ta row\n"
+        ),
+    )
     newer = tmp_path / "newer.cbbackup"
     _rewrite(file, newer, lambda header, lines: header.__setitem__("version", 99))
     (tmp_path / "junk").write_text("hello")
@@ -245,6 +253,7 @@ def test_a_file_from_another_migration_state_or_a_cut_file_is_refused(source, tm
     for bad, message in (
         (older, "another migration state"),
         (cut, "ends inside table|incomplete"),
+        (damaged, "table 'agents_agent'"),
         (newer, "format version 99"),
         (tmp_path / "junk", "not a tenant backup file"),
     ):
