@@ -17,10 +17,13 @@ One module per responsibility, public names only, no cycle:
 - ``finish``: the terminal status and terminal event in one transaction, exactly once;
 - ``cancel``: cancelling anywhere; ``recovery``: runs whose worker was lost;
 - ``queue``: the job queue (fairness, queue position); ``outage``: riding out a database blip;
-- ``handle`` / ``start``: the entry point and what it returns.
+- ``handle`` / ``start``: the entry point and what it returns;
+- ``conversation``: runs of a message list (the OpenAI-compatible endpoint): an agent's, or
+  a model's through the tenant's credentials (gateway calls, with the caller's own tools).
 """
 
 from agents.core.cancel import cancel_execution
+from agents.core.conversation import Conversation, ModelNotFound, start_conversation
 from agents.core.follow import StoredEvent, follow_events, read_events
 from agents.core.handle import RunHandle
 from agents.core.idempotency import REPLAYED_HEADER
@@ -31,7 +34,9 @@ from agents.core.start import queue_run, run_request, start_run
 
 __all__ = [
     "REPLAYED_HEADER",
+    "Conversation",
     "DatabaseUnavailable",
+    "ModelNotFound",
     "RunHandle",
     "RunMode",
     "RunRequest",
@@ -43,5 +48,6 @@ __all__ = [
     "queue_run",
     "read_events",
     "run_request",
+    "start_conversation",
     "start_run",
 ]

@@ -18,8 +18,13 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
-from agents.core import REPLAYED_HEADER, RunHandle, read_events
-from agents.core.conversation import Conversation, start_conversation
+from agents.core import (
+    REPLAYED_HEADER,
+    Conversation,
+    RunHandle,
+    read_events,
+    start_conversation,
+)
 from agents.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from agents.core.streams import StreamLease, leased, open_stream
 from agents.models import Execution, ExecutionStatus
