@@ -193,3 +193,15 @@ def test_export_filters_by_time_and_names_a_bad_bound(alpha, tmp_path):
     assert bad.status == 1 and "--since" in bad.out
     other = run_command("audit_export", "--tenant", "nobody-here")
     assert other.status == 1 and "--tenant" in other.out
+
+
+def test_an_id_smaller_than_the_last_is_drawn_again_so_id_order_stays_chain_order(alpha):
+    # What a writer that drew its id before another but got the lock after it would bring.
+    write(alpha.schema, 2)
+    with schema_context(alpha.schema):
+        last = AuditLog.objects.order_by("-id").first()
+        late = AuditLog(id=1, actor="user:late", action="test.late")
+        late.save(force_insert=True)
+        stored = AuditLog.objects.get(action="test.late", actor="user:late")
+    assert stored.pk > last.pk and stored.prev_hash == last.entry_hash
+    assert run_command("audit_verify", "--tenant", alpha.slug).status == 0
