@@ -5,6 +5,7 @@ its run, and the length finish reason."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
@@ -12,7 +13,7 @@ import openai
 import pytest
 from django_tenants.utils import schema_context
 
-from agents.models import ModelPrice
+from agents.models import Agent, Execution, ModelPrice
 from tests.api.conftest import auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -147,3 +148,22 @@ def test_a_reply_withdrawn_mid_stream_ends_the_stream_and_the_run_goes_on(
         f"{live_server_url.url}/executions/{execution_id}", headers=auth(key), timeout=10
     ).json()
     assert stored["output"] == "second try"
+
+
+def test_concurrent_first_calls_share_one_gateway_agent(openai_client, live_llm_agent, fake_llm):
+    made = live_llm_agent()
+    client = openai_client(made.persona.user_key)
+
+    def ask(n: int) -> str:
+        reply = client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": f"question {n}"}]
+        )
+        return reply.choices[0].message.content or ""
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(ask, range(6)))
+    assert sorted(answers) == sorted(f"Echo: question {n}" for n in range(6))
+    with schema_context(made.persona.schema):
+        gateways = Agent.objects.filter(slug__startswith="gateway-", credential=made.credential)
+        assert gateways.count() == 1
+        assert Execution.objects.filter(agent=gateways.get()).count() == 6
