@@ -75,9 +75,7 @@ class AgentCollectionApi(MethodPermissions, APIView):
 
     @extend_schema(
         operation_id="agent_list",
-        responses={
-            200: inline_serializer("AgentList", fields={"agents": AgentOutput(many=True)})
-        },
+        responses={200: inline_serializer("AgentList", fields={"agents": AgentOutput(many=True)})},
         summary="List agents",
     )
     def get(self, request: Request) -> Response:
