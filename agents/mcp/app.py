@@ -34,6 +34,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -53,6 +54,8 @@ from agents.mcp.server import (
 )
 from agents.mcp.sessions import new_session, session_stream, session_valid, unsubscribe
 from config.errors import DomainError, PermissionRefused
+from config.logs import bind_request
+from config.metrics import KNOWN_METHODS, observe_request
 from config.middleware import safe_request_id
 from tenants.access import (
     AccessRefused,
@@ -251,7 +254,7 @@ class McpApplication:
         if kind == "http":
             path = scope.get("path", "")
             if path == MCP_PATH:
-                return await self._mcp(scope, receive, send)
+                return await self._observed(scope, receive, send)
             if path in METADATA_PATHS:
                 return await self._metadata(scope, send)
         return await self.app(scope, receive, send)
@@ -315,8 +318,24 @@ class McpApplication:
                 refused.headers,
             )
 
+    async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/mcp`` does not pass Django's middleware: count and time it here like any request
+        (to its response's start: a session stream's lifetime is not its latency), and give
+        its log lines their request id."""
+        started = time.perf_counter()
+        method = scope.get("method") or "GET"
+        method = method if method in KNOWN_METHODS else "OTHER"
+
+        async def send_observed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                observe_request(method, MCP_PATH, message["status"], time.perf_counter() - started)
+            await send(message)
+
+        await self._mcp(scope, receive, send_observed)
+
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = safe_request_id(header(scope, b"x-request-id") or "")
+        bind_request(request_id)
         found = await self._caller(scope, request_id)
         if isinstance(found, tuple):
             status, body, refusal_headers = found

@@ -185,3 +185,23 @@ def test_a_scrape_drops_live_gauges_of_dead_processes_but_keeps_their_counters(t
         (tmp_path / name).write_bytes(b"")
     assert remove_stale_files(tmp_path, "gauge_live*.db") == 1
     assert [p.name for p in tmp_path.iterdir()] == [f"counter_{pid}.db"]
+
+
+def test_mcp_requests_are_counted_like_any_other(committed_personas, tmp_path: Path):
+    """/mcp is served in front of Django's middleware: it is counted and timed there too."""
+    from tests.mcp.conftest import INITIALIZE
+
+    alpha = committed_personas["alpha"]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": TOKEN}
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with logged_daphne(tmp_path / "mcp.log", **env) as server:
+        opened = httpx.post(
+            f"{server.url}/mcp", json=INITIALIZE, headers={**headers, **auth(alpha.user_key)}
+        )
+        assert opened.status_code == 200, opened.text
+        assert httpx.post(f"{server.url}/mcp", json=INITIALIZE, headers=headers).status_code == 401
+        samples = scrape(server.url)
+    mcp = {"method": "POST", "route": "/mcp"}
+    assert value(samples, "cba_http_requests_total", status="200", **mcp) == 1
+    assert value(samples, "cba_http_requests_total", status="401", **mcp) == 1
+    assert value(samples, "cba_http_request_duration_seconds_count", **mcp) == 2
