@@ -18,6 +18,7 @@ from tests.limits.conftest import plan_on  # noqa: F401  (fixture)
 from tests.runs import run, store_queued
 from tests.worker.conftest import clean_queue, spawn_worker  # noqa: F401  (fixtures)
 from tests.workflow_bridge.test_cascade import review_flow
+from tests.ws.conftest import ws  # noqa: F401  (fixture)
 
 
 @dataclass
