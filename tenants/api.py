@@ -87,6 +87,16 @@ class TokenIssueApi(APIView):
         role = serializers.ChoiceField(choices=Role.values, required=False)
         ttl_seconds = serializers.IntegerField(required=False, min_value=1)
 
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            # A field the token cannot carry (tenant, sub, ...) is a mistake or a forgery:
+            # say so instead of issuing a token that silently lacks it.
+            unknown = set(self.initial_data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: "Unknown field." for name in sorted(unknown)}
+                )
+            return attrs
+
     @extend_schema(
         operation_id="token_issue",
         request=InputSerializer,
