@@ -15,6 +15,7 @@ from config.errors import ValidationFailed
 from tenants.audit.models import AuditLog
 from tenants.audit.selectors import (
     DEFAULT_PAGE,
+    EXPORT_FIELDS,
     MAX_PAGE,
     BadAuditQuery,
     audit_page,
@@ -201,20 +202,8 @@ class ApiKeyDetailApi(APIView):
 class AuditEntryOutput(serializers.ModelSerializer[AuditLog]):
     class Meta:
         model = AuditLog
-        fields = [
-            "id",
-            "created_at",
-            "actor",
-            "action",
-            "outcome",
-            "target_type",
-            "target_id",
-            "ip_address",
-            "request_id",
-            "details",
-            "prev_hash",
-            "entry_hash",
-        ]
+        # What an export line holds: everything the hash covers, the hashes, the id.
+        fields = list(EXPORT_FIELDS)
 
 
 AUDIT_LOG_PARAMETERS = [

@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from agents.models import Agent, Execution, ExecutionEvent, IdempotencyRecord
-from tenants.models import Plan, Tenant
 from tests.agents.conftest import make_agent, make_credential
 from tests.conftest import Persona
+from tests.limits.conftest import plan_on  # noqa: F401  (shared fixture)
 from tests.worker.conftest import clean_queue, spawn_worker  # noqa: F401  (shared fixtures)
-
-
-def put_on_plan(persona: Persona, **limits: Any) -> Plan:
-    with schema_context("public"):
-        plan = Plan.objects.create(slug=f"r-{uuid.uuid4().hex[:10]}", name="Test", **limits)
-        Tenant.objects.filter(pk=persona.tenant.pk).update(plan=plan)
-    return plan
-
-
-@pytest.fixture
-def plan_on(django_db_blocker: Any) -> Iterator[Callable[..., Plan]]:
-    """``plan_on(persona, retention_days=30)``; undone after the test, even a committed one."""
-    made: list[tuple[Persona, Plan]] = []
-
-    def make(persona: Persona, **limits: Any) -> Plan:
-        plan = put_on_plan(persona, **limits)
-        made.append((persona, plan))
-        return plan
-
-    yield make
-    with django_db_blocker.unblock(), schema_context("public"):
-        for persona, plan in made:
-            Tenant.objects.filter(pk=persona.tenant.pk).update(plan=None)
-            Plan.objects.filter(pk=plan.pk).delete()
 
 
 @dataclass
