@@ -119,11 +119,17 @@ BREAKER_STATE = Gauge(
     multiprocess_mode="livemax",
 )
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+# Counted by the serving process as streams open and close (every tenant's, capped or not;
+# the leases in the database exist only for tenants whose plan caps streams).
+OPEN_STREAMS = Gauge(
+    "cba_open_streams",
+    "Open execution streams: SSE, WebSocket connections, MCP session streams.",
+    multiprocess_mode="livesum",
+)
 
 # Names of the scrape-time metrics (computed by the scraping process, not stored in files).
 QUEUE_JOBS = "cba_queue_jobs"
 QUEUE_OLDEST_AGE = "cba_queue_oldest_job_age_seconds"
-OPEN_STREAMS = "cba_open_streams"
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNMATCHED = "<unmatched>"
@@ -290,29 +296,23 @@ SELECT queue_name, jobs, coalesce(extract(epoch FROM now() - (
 )), 0)
 FROM waiting
 """
-STREAMS_SQL = "SELECT count(*) FROM public.tenants_streamlease WHERE expires_at > now()"
 QUEUES = ("executions", "maintenance")
 
 
 class ScrapeTimeCollector:
     """Values read from the database when scraped (one cheap query each): the job queue's
     depth and the age of its oldest waiting job (ids grow with deferral, and a retried job
-    keeps its id), and open streams (their leases)."""
+    keeps its id)."""
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(QUEUE_JOBS, "Jobs waiting in the queue.", labels=["queue"])
         age = GaugeMetricFamily(
             QUEUE_OLDEST_AGE, "Age of the oldest waiting job.", labels=["queue"]
         )
-        streams = GaugeMetricFamily(
-            OPEN_STREAMS, "Open streams holding a lease (tenants whose plan caps streams)."
-        )
         try:
             with connection.cursor() as cursor:
                 cursor.execute(QUEUE_SQL)
                 rows = {name: (int(jobs), float(oldest)) for name, jobs, oldest in cursor}
-                cursor.execute(STREAMS_SQL)
-                open_streams = int(cursor.fetchone()[0])
         except Exception:
             logger.warning("metrics: the database could not be read", exc_info=True)
             return
@@ -320,16 +320,15 @@ class ScrapeTimeCollector:
             jobs, oldest = rows.get(name, (0, 0.0))
             depth.add_metric([name], jobs)
             age.add_metric([name], oldest)
-        streams.add_metric([], open_streams)
         yield depth
         yield age
-        yield streams
 
 
 def metric_names() -> set[str]:
     """Every series name the platform exports (dashboards and alerts are checked against it)."""
-    names = {QUEUE_JOBS, QUEUE_OLDEST_AGE, OPEN_STREAMS}
+    names = {QUEUE_JOBS, QUEUE_OLDEST_AGE}
     for metric in (
+        OPEN_STREAMS,
         HTTP_REQUESTS,
         HTTP_LATENCY,
         EXECUTIONS,

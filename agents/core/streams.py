@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.errors import LimitExceeded
+from config.metrics import OPEN_STREAMS
 from tenants.channels import in_public
 from tenants.models import StreamLease as LeaseRow
 from tenants.plans import limits_for
@@ -38,8 +39,12 @@ _renewers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 @dataclass
 class StreamLease:
     id: str | None  # None: the plan caps nothing, nothing was taken
+    open: bool = True  # still counted in the open-streams metric
 
     async def close(self) -> None:
+        if self.open:
+            self.open = False
+            OPEN_STREAMS.dec()
         if self.id is None:
             return
         lease_id, self.id = self.id, None
@@ -115,6 +120,7 @@ async def open_stream(principal: Principal) -> StreamLease:
     if lease_id is not None:
         _live.add(lease_id)
         _ensure_renewer()
+    OPEN_STREAMS.inc()
     return StreamLease(lease_id)
 
 

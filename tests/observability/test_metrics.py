@@ -108,7 +108,7 @@ def test_two_processes_one_scrape_counts_match_what_ran(
     assert not any(agent.agent.slug in route or ids[0] in route for route in routes)
     assert value(samples, "cba_queue_jobs", queue="executions") == 1
     assert value(samples, "cba_queue_oldest_job_age_seconds", queue="executions") >= 0
-    assert ("cba_open_streams", ()) in samples
+    assert value(samples, "cba_open_streams") == 0  # nothing streams any more
 
 
 def test_provider_errors_and_an_open_breaker(
@@ -205,3 +205,35 @@ def test_mcp_requests_are_counted_like_any_other(committed_personas, tmp_path: P
     assert value(samples, "cba_http_requests_total", status="200", **mcp) == 1
     assert value(samples, "cba_http_requests_total", status="401", **mcp) == 1
     assert value(samples, "cba_http_request_duration_seconds_count", **mcp) == 2
+
+
+async def test_open_streams_are_counted_while_open(committed_personas, tmp_path: Path):
+    """Every tenant's streams count, capped by a plan or not (alpha has no plan here): a
+    WebSocket connection is one open stream until it closes."""
+    import asyncio
+    import time
+
+    from asgiref.sync import sync_to_async
+    from websockets.asyncio.client import connect
+
+    from tests.ws.conftest import authed
+
+    alpha = committed_personas["alpha"]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": TOKEN}
+
+    async def until_open(url: str, wanted: float) -> None:
+        end = time.monotonic() + 10
+        seen = None
+        while time.monotonic() < end:
+            seen = value(await sync_to_async(scrape)(url), "cba_open_streams")
+            if seen == wanted:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"cba_open_streams is {seen}, wanted {wanted}")
+
+    with logged_daphne(tmp_path / "streams.log", **env) as server:
+        await until_open(server.url, 0)
+        async with connect(f"ws://127.0.0.1:{server.port}/agents/ws", open_timeout=10) as conn:
+            await authed(conn, alpha.user_key)
+            await until_open(server.url, 1)
+        await until_open(server.url, 0)
