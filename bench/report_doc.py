@@ -238,7 +238,8 @@ Method, in short:
 | psycopg / httpx | {versions["psycopg"]} / {versions["httpx"]} |
 | PostgreSQL server | {setup["postgres"]["server_version"]} ({setup["database"]["source"]}, database `{setup["database"]["name"]}`, `max_connections` {setup["postgres"]["max_connections"]}); Django `CONN_MAX_AGE` {setup["database"]["conn_max_age"]}, pool {setup["database"].get("pool") or "none"} |
 | Tenants / schemas | {setup["tenants"]} tenants / {setup["postgres"]["schemas"]} schemas |
-| Settings | `config.settings` (production), `DEBUG` {setup["settings"]["DEBUG"]}, all production middleware, `LOG_LEVEL` {setup["settings"]["LOG_LEVEL"]} (the production default; the platform logs nothing per request at INFO, daphne's access log does), channel layer `{setup["settings"]["CHANNEL_LAYER"].rsplit(".", 1)[-1]}` |
+| Bench tenant's plan | {_plan_row(setup.get("limits", "none"))} |
+| Settings | `config.settings` (production), `DEBUG` {setup["settings"]["DEBUG"]}, all production middleware, `LOG_LEVEL` {setup["settings"]["LOG_LEVEL"]} (the production default: one JSON access line per request, and daphne's own access log), channel layer `{setup["settings"]["CHANNEL_LAYER"].rsplit(".", 1)[-1]}` |
 | Fake LLM | uvicorn (h11), 1 process, same machine |
 | Load generator | this script, 1 process, asyncio + httpx, same machine |
 | Commit | {git.get("commit", "?")}; {git.get("local_changes", "?")} paths with local changes at the time{changed} |
@@ -256,3 +257,12 @@ benchmark runs: the commit and locally changed paths above say what was measured
 
 {where_time_goes(res)}
 """
+
+
+def _plan_row(limits: str) -> str:
+    if limits == "metered":
+        return (
+            "`--limits metered`: every limit of a plan set out of reach (all checks, rate "
+            "buckets, reservations and usage counters run; none refuses), the fake model priced"
+        )
+    return "none (`--limits none`: no plan, so no limit is checked)"

@@ -114,7 +114,7 @@ METERED = {
     "executions_per_day": 100_000_000,
     "tokens_per_day": 2_000_000_000,
     "tokens_per_month": 2_000_000_000,
-    "cost_budget": "1000000000",
+    "cost_budget": "10000000",
     "budget_period": "month",
     "max_concurrent_executions": 100_000,
     "max_streams_per_tenant": 100_000,
