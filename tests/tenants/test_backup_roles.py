@@ -20,7 +20,8 @@ from django.db import connection
 
 from tenants.models import Tenant
 from tests.conftest import ROOT
-from tests.retention.conftest import put_on_plan, runs_for, wipe
+from tests.limits.conftest import put_on_plan
+from tests.retention.conftest import runs_for, wipe
 
 PASSWORD = "backup-role-test-password"
 
