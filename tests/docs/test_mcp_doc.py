@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,9 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.docs.test_workflows_doc import blocks
+from tests.docs.pages import blocks, run_page
 from tests.mcp.conftest import mcp_client
-from tests.worker.conftest import database_url
 
 DOC = ROOT / "docs/agents/mcp.md"
 
@@ -34,27 +30,9 @@ def test_the_mcp_page_runs_as_written(live_server_url: Any, tmp_path: Path) -> N
     assert len(scripts) == 2 and {"mcp.json", "session.py"} <= set(files)
     for name, body in files.items():
         (tmp_path / name).write_text(body)
-    (tmp_path / "manage.py").write_text(
-        f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-        f"runpy.run_path({str(ROOT / 'manage.py')!r}, run_name='__main__')\n"
+    done = run_page(
+        scripts, tmp_path, API=live_server_url.url, TENANT=f"doc-{uuid.uuid4().hex[:8]}"
     )
-    env = {
-        **os.environ,
-        "API": live_server_url.url,
-        "TENANT": f"doc-{uuid.uuid4().hex[:8]}",
-        "PY": sys.executable,
-        "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": database_url(),
-    }
-    done = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + "\n".join(scripts)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     out = done.stdout.splitlines()
     assert '{"slug":"helper","version":1}' in out
     tools = next(line for line in out if line.startswith("tools: "))

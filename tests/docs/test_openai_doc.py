@@ -4,10 +4,7 @@ test database, and its Python session (the official OpenAI SDK) runs as written.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,8 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.docs.test_workflows_doc import blocks
-from tests.worker.conftest import database_url
+from tests.docs.pages import blocks, run_page
 
 DOC = ROOT / "docs/agents/openai.md"
 
@@ -29,27 +25,9 @@ def test_the_openai_page_runs_as_written(live_server_url: Any, tmp_path: Path) -
     scripts, files = blocks(DOC.read_text())
     assert len(scripts) == 3 and set(files) == {"session.py"}
     (tmp_path / "session.py").write_text(files["session.py"])
-    (tmp_path / "manage.py").write_text(
-        f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-        f"runpy.run_path({str(ROOT / 'manage.py')!r}, run_name='__main__')\n"
+    done = run_page(
+        scripts, tmp_path, API=live_server_url.url, TENANT=f"doc-{uuid.uuid4().hex[:8]}"
     )
-    env = {
-        **os.environ,
-        "API": live_server_url.url,
-        "TENANT": f"doc-{uuid.uuid4().hex[:8]}",
-        "PY": sys.executable,
-        "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": database_url(),
-    }
-    done = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + "\n".join(scripts)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     out = [line for line in done.stdout.splitlines() if line]
     assert '{"slug":"helper","version":1}' in out
     models = json.loads(next(line for line in out if line.startswith('["')))

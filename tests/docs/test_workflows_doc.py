@@ -4,11 +4,8 @@ If the page and the platform drift apart, this fails."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,25 +13,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.worker.conftest import database_url
+from tests.docs.pages import blocks, run_page
 
 DOC = ROOT / "docs/agents/workflows.md"
-FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.M | re.S)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def blocks(text: str) -> tuple[list[str], dict[str, str]]:
-    """The page's shell blocks in order, and its files (```yaml file=NAME)."""
-    scripts: list[str] = []
-    files: dict[str, str] = {}
-    for language, info, body in FENCE.findall(text):
-        named = re.search(r"file=(\S+)", info)
-        if named:
-            files[named.group(1)] = body
-        elif language == "sh":
-            scripts.append(body)
-    return scripts, files
 
 
 def test_the_workflow_walkthrough_runs_as_written(
@@ -46,30 +29,14 @@ def test_the_workflow_walkthrough_runs_as_written(
     assert len(scripts) >= 5 and "review.yaml" in files
     for name, body in files.items():
         (tmp_path / name).write_text(body)
-    # The page runs `$PY manage.py ...` from the checkout; here it runs from a scratch folder.
-    (tmp_path / "manage.py").write_text(
-        f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-        f"runpy.run_path({str(ROOT / 'manage.py')!r}, run_name='__main__')\n"
-    )
     spawn_worker()
-    env = {
-        **os.environ,
-        "API": live_server_url.url,
-        "TENANT": f"doc-{uuid.uuid4().hex[:8]}",
-        "PY": sys.executable,
-        "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": database_url(),
-    }
-    script = "set -euo pipefail\n" + "\n".join(scripts)
-    done = subprocess.run(
-        ["bash", "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_page(
+        scripts,
+        tmp_path,
         timeout=180,
+        API=live_server_url.url,
+        TENANT=f"doc-{uuid.uuid4().hex[:8]}",
     )
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     out = done.stdout
     assert "summariser v1" in out and "checker v1" in out
     assert '{"slug":"review","version":1,"state_agents":2}' in out

@@ -4,9 +4,6 @@ test database (retention, backup, delete, restore, verify, replace, export, dele
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -15,8 +12,7 @@ import pytest
 from tenants.erasure import tenant_delete
 from tenants.models import Tenant
 from tests.conftest import ROOT
-from tests.docs.test_workflows_doc import blocks
-from tests.worker.conftest import database_url
+from tests.docs.pages import blocks, run_page
 
 DOC = ROOT / "docs/operations/backup.md"
 
@@ -25,28 +21,9 @@ DOC = ROOT / "docs/operations/backup.md"
 def test_the_backup_page_runs_as_written(tmp_path: Path) -> None:
     scripts, _ = blocks(DOC.read_text())
     assert len(scripts) == 7
-    (tmp_path / "manage.py").write_text(
-        f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-        f"runpy.run_path({str(ROOT / 'manage.py')!r}, run_name='__main__')\n"
-    )
     tenant = f"doc-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "TENANT": tenant,
-        "PY": sys.executable,
-        "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": database_url(),
-    }
     try:
-        done = subprocess.run(
-            ["bash", "-c", "set -euo pipefail\n" + "\n".join(scripts)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        done = run_page(scripts, tmp_path, timeout=240, TENANT=tenant)
         out = done.stdout
         assert f"{tenant}: would purge 0 execution(s)" in out
         assert f"{tenant}: created and restored" in out
