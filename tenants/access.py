@@ -32,7 +32,7 @@ from tenants.audit.models import AuditOutcome
 from tenants.audit.services import audit_auth_failure, audit_record, client_address
 from tenants.authentication import CredentialRejected, authenticate_bearer, bearer_from_header
 from tenants.models import Tenant
-from tenants.plans import Limits, limits_for, limits_of
+from tenants.plans import Limits, cached_limits, limits_for, limits_of
 from tenants.principals import Principal
 from tenants.roles import Permission
 from tenants.selectors import tenant_for_host
@@ -295,4 +295,7 @@ async def admit_frame(principal: Principal) -> None:
     per-minute buckets, like an HTTP request: a connection authenticated once must not then
     send without bound. :class:`AccessRefused` 429 names the limit (its headers carry
     Retry-After)."""
+    limits = cached_limits(principal.schema_name)
+    if limits is not None and not request_buckets(limits, principal):
+        return  # the plan limits no request rate: no thread hop, no statement
     await sync_to_async(_admit_frame, thread_sensitive=True)(principal)

@@ -124,6 +124,15 @@ def limits_for(schema_name: str) -> Limits:
     return limits
 
 
+def cached_limits(schema_name: str) -> Limits | None:
+    """The limits of ``schema_name`` if this process holds a fresh copy, else None (no query:
+    for async callers that would rather not hop to a thread for a cache hit)."""
+    hit = _cache.get(schema_name)
+    if hit is not None and time.monotonic() - hit[1] < settings.PLAN_CACHE_SECONDS:
+        return hit[0]
+    return None
+
+
 def forget_limits(schema_name: str | None = None) -> None:
     """Drop cached limits (of one tenant, or all): the next read goes to the database."""
     with _lock:
