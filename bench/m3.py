@@ -51,12 +51,18 @@ async def closed_loop(
 
 
 async def m3(
-    b: Bench, plan: Plan, fresh: Callable[[str], Awaitable[None]], log: Callable[[str], None]
+    b: Bench,
+    plan: Plan,
+    fresh: Callable[[str], Awaitable[None]],
+    log: Callable[[str], None],
+    label: str = "",
 ) -> dict[str, Any]:
+    """The ramp; ``label`` prefixes its phase names (the server comparison runs it per server,
+    and each server's connection peaks must stay its own)."""
     curve = []
     stopped_by = None
     for level in plan.m3_levels:
-        phase = f"M3 {level} clients"
+        phase = f"{label}M3 {level} clients"
         await fresh(phase)
         item = await closed_loop(b.execute, level, plan.m3_seconds, 100_000, b.halted)
         item["db_connections_peak"] = b.peak(phase)
@@ -69,7 +75,7 @@ async def m3(
         )
         curve.append(item)
         log(
-            f"M3 {level} clients: {item['throughput_per_s']}/s p50 "
+            f"{label}M3 {level} clients: {item['throughput_per_s']}/s p50 "
             f"{item['latency_ms'].get('p50')} p99 {p99} ms errors {item['errors']['count']} "
             f"db connections peak {item['db_connections_peak']}"
         )

@@ -309,6 +309,7 @@ def results_markdown(res: dict[str, Any]) -> str:
             f"{fmt(per['tup_inserted'])} rows inserted, {fmt(per['tup_updated'])} updated."
         )
     lines.extend(openai_markdown(res))
+    lines.extend(servers_markdown(res))
     return "\n".join(lines) + "\n"
 
 
@@ -335,4 +336,95 @@ def openai_markdown(res: dict[str, Any]) -> list[str]:
         + fmt(sum(r["errors"]["count"] for r in m2["rounds"]), "", 0)
         + " |",
     ]
+    return lines
+
+
+def _pair(item: dict[str, Any], digits: int = 2) -> str:
+    return f"{fmt(item.get('p50'), '', digits)} / {fmt(item.get('p99'), '', digits)}"
+
+
+def servers_markdown(res: dict[str, Any]) -> list[str]:
+    """The report's "ASGI servers side by side" section (empty when not measured)."""
+    compared = res.get("server_comparison")
+    if not compared:
+        return []
+    plan, rows = compared["plan"], compared["servers"]
+    lines = [
+        "\n### ASGI servers side by side\n",
+        f"Each server in turn (in this order: {', '.join(compared['order'])}), freshly "
+        "started and warmed, on the same database, fake LLM, tenant, agents and API key as "
+        f"above: the ladder ({plan['ladder_rounds']} rounds), one M1 round of "
+        f"{plan['m1_pairs']} pairs at 1 client, one M2 round of {plan['m2_pairs']} streams, "
+        f"an M3 ramp over {', '.join(str(n) for n in plan['m3_levels'])} clients "
+        f"({plan['m3_seconds']:.0f} s each, stopped at the first level past p99 100 ms), and "
+        "executions over the agents WebSocket. CPU is that of the server's whole process tree "
+        "during M1 (granian serves from a worker process of its own), divided by the "
+        "executions. Every server logs at warning level with no access log of its own (the "
+        "platform's own access line per request is the same under all of them). One round "
+        "each: differences of a millisecond or two are within this shared machine's noise.\n",
+        "| Server | M1 added p50 / p99 ms | M2 TTFT added p50 / p99 ms | M3 peak within limits "
+        "| `/healthz` p50 ms | CPU ms / execution (kernel) | Processes | WebSocket | Errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        versions = row.get("versions") or {}
+        label = f"{name} {versions.get(name, '')}".strip()
+        extra = [f"{d} {v}" for d, v in versions.items() if d != name]
+        if extra:
+            label += f" ({', '.join(extra)})"
+        if "m1" not in row:
+            lines.append(f"| {label} | failed: {row.get('failed', '?')[:160]} | | | | | | | |")
+            continue
+        m3 = row.get("m3") or {}
+        best = m3.get("best")
+        peak = (
+            f"{best['throughput_per_s']:.0f}/s at {best['concurrency']} clients (p99 "
+            f"{best['p99_ms']:.0f} ms)"
+            if best
+            else "no level within limits"
+        )
+        ws = row.get("ws") or {}
+        ws_txt = "not run"
+        if ws:
+            ws_txt = (
+                f"ok ({ws['completed']}/{ws['runs']}, p50 {fmt(ws['latency_ms'].get('p50'))} ms)"
+                if ws["ok"]
+                else f"failed ({ws['completed']}/{ws['runs']}"
+                + (f": {ws['errors'][0][:120]}" if ws["errors"] else "")
+                + ")"
+            )
+        errors = row["m1"]["errors"]["count"] + (row.get("m2") or {}).get("errors", {}).get(
+            "count", 0
+        )
+        errors_txt = f"{errors} calls, {row.get('log_error_lines', 0)} log errors"
+        if row.get("failed"):
+            errors_txt += f"; stopped: {row['failed'][:160]}"
+        lines.append(
+            f"| {label} | {_pair(row['m1']['added_ms'])} | "
+            f"{_pair((row.get('m2') or {}).get('ttft_added_ms') or {})} | {peak} | "
+            f"{fmt((row.get('healthz_ms') or {}).get('p50'))} | "
+            f"{fmt(row.get('cpu_ms_per_execution'))} "
+            f"({fmt(row.get('system_cpu_ms_per_execution'))}) | {row.get('processes', '?')} | "
+            f"{ws_txt} | {errors_txt} |"
+        )
+    lines.append("\nCommand lines (`PORT` chosen per run):\n")
+    lines.extend(f"- {name}: `{row['command']}`" for name, row in rows.items())
+    best = compared.get("fastest") or {}
+    served = best.get("served_every_interface") or []
+    lines.append(
+        "\n"
+        + (
+            f"Served HTTP, SSE and the WebSocket without an error: {', '.join(served)}. "
+            f"Among them the lowest M1 added p50 is {best['by_m1_p50']}'s and the highest "
+            f"M3 rate within limits {best['by_m3_peak']}'s."
+            if served
+            else "No server served HTTP, SSE and the WebSocket without an error."
+        )
+        + (
+            " A quick run: one short round each ranks nothing that differs by less than the "
+            "run-to-run spread; confirm with a full run."
+            if res["meta"]["plan"] == "quick"
+            else ""
+        )
+    )
     return lines

@@ -184,6 +184,7 @@ request sent straight to the same LLM stub), following
 make bench                          # full run, ~4-5 min on 2 cores; rewrites this file
 make bench BENCH_ARGS=--quick       # smoke test, ~1 min; bench/results/latest-quick.*
 .venv/bin/python bench/run.py [--quick] [--database cb_bench] [--extra-tenants 10]
+.venv/bin/python bench/run.py --servers daphne,uvicorn,granian   # + ASGI servers side by side
 .venv/bin/python bench/run.py --render bench/results/latest.json   # re-render, no measuring
 ```
 
@@ -234,7 +235,7 @@ Method, in short:
 | Python | {versions["python"]} |
 | Django / DRF / django-tenants | {versions["django"]} / {versions["djangorestframework"]} / {versions["django-tenants"]} |
 | ASGI server | daphne {versions["daphne"]} (Twisted {versions["twisted"]}, asyncio reactor), 1 process, its default access log on (to a file) |
-| asgiref / channels | {versions["asgiref"]} / {versions["channels"]} |
+{_servers_row(res)}| asgiref / channels | {versions["asgiref"]} / {versions["channels"]} |
 | psycopg / httpx | {versions["psycopg"]} / {versions["httpx"]} |
 | PostgreSQL server | {setup["postgres"]["server_version"]} ({setup["database"]["source"]}, database `{setup["database"]["name"]}`, `max_connections` {setup["postgres"]["max_connections"]}); Django `CONN_MAX_AGE` {setup["database"]["conn_max_age"]}, pool {setup["database"].get("pool") or "none"} |
 | Tenants / schemas | {setup["tenants"]} tenants / {setup["postgres"]["schemas"]} schemas |
@@ -266,3 +267,19 @@ def _plan_row(limits: str) -> str:
             "buckets, reservations and usage counters run; none refuses), the fake model priced"
         )
     return "none (`--limits none`: no plan, so no limit is checked)"
+
+
+def _servers_row(res: dict[str, Any]) -> str:
+    """The environment table's row of the servers compared (none for runs without)."""
+    compared = (res.get("server_comparison") or {}).get("servers") or {}
+    if not compared:
+        return ""
+    names = [
+        " ".join(f"{d} {v}" for d, v in (row.get("versions") or {}).items())
+        for row in compared.values()
+    ]
+    return (
+        "| ASGI servers compared | "
+        + "; ".join(names)
+        + " (one serving process each; granian's under its supervisor) |\n"
+    )

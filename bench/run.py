@@ -8,6 +8,8 @@ with production settings), measures every figure as the *difference* between a c
 the platform and the same upstream call made directly (paired, interleaved in random order),
 writes ``bench/results/<timestamp>.json`` (raw figures) + ``.md`` (tables), ``latest.*``, and
 rewrites ``docs/performance.md``. Both servers are killed at the end, even on error.
+``--servers daphne,uvicorn,granian`` adds a phase that measures those ASGI servers side by side
+(bench/m_servers.py); the main phases run on daphne whatever the flag.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from m1 import ladder, m1_closed, m1_open, warm_up
 from m2 import m2
 from m3 import db_accounting, m3
 from m_openai import openai_phase
+from m_servers import parse_servers, servers_phase
 from profiling import profile_phase, profile_summary
 from report import results_markdown
 from report_doc import doc_markdown
@@ -66,6 +69,7 @@ async def measure(
     stats: PgStats | None,
     pg_reserve: int,
     log: Callable[[str], None],
+    compare: Callable[[Bench], Awaitable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     b = Bench(platform_url, fake_url, setup)
     if stats is not None:
@@ -137,6 +141,9 @@ async def measure(
         if stats is not None:
             await fresh("DB accounting")
             res["db_accounting"] = await db_accounting(b, plan, stats, procs, log)
+        if compare is not None:
+            procs.stop("daphne")  # one server at a time on the machine
+            res["server_comparison"] = await compare(b)
     finally:
         await b.aclose()
         if b.guard is not None:
@@ -165,6 +172,13 @@ def main() -> int:
         help="the bench tenant without a plan (default) or with every limit set out of reach",
     )
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--servers",
+        type=parse_servers,
+        default=["daphne"],
+        help="ASGI servers to compare, comma-separated out of daphne,uvicorn,granian "
+        "(default: daphne, no comparison; the main phases always run on daphne)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the profiling phase")
     parser.add_argument(
         "--pg-reserve",
@@ -273,6 +287,14 @@ def main() -> int:
 
         with contextlib.suppress(Exception):
             stats = PgStats(setup["database"])
+        compare: Callable[[Bench], Awaitable[dict[str, Any]]] | None = None
+        if args.servers != ["daphne"]:
+            names, versions = args.servers, res["environment"]["versions"]
+
+            async def compare_servers(b: Bench) -> dict[str, Any]:
+                return await servers_phase(b, plan, names, setup, procs, env, versions, log)
+
+            compare = compare_servers
         log(f"platform at {platform_url}, fake LLM at {fake_url}; measuring ({plan.name})")
         res.update(
             asyncio.run(
@@ -286,6 +308,7 @@ def main() -> int:
                     stats,
                     args.pg_reserve,
                     log,
+                    compare,
                 )
             )
         )

@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import signal
 import socket
 import subprocess
 import tempfile
@@ -128,12 +129,19 @@ class Processes:
         proc = self.procs.get(name)
         if proc is None or proc.poll() is not None:
             return
+        # Servers with worker processes (granian) stop them on SIGTERM; any that outlive
+        # their parent are killed, recognised by their start time (not a reused pid).
+        below = {pid: _start_time(pid) for pid in descendants(proc.pid) if pid != proc.pid}
         proc.terminate()
         try:
             proc.wait(8)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        for pid, started in below.items():
+            if started is not None and _start_time(pid) == started:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     def stop_all(self) -> None:
         for name in list(self.procs):
@@ -146,11 +154,15 @@ class Processes:
             return ""
         return path.read_text(errors="replace")[-chars:]
 
-    def cpu_seconds(self, name: str, part: str = "both") -> float | None:
-        """CPU time of a child: user + system (``part`` "user" or "system" for one)."""
+    def cpu_seconds(self, name: str, part: str = "both", *, tree: bool = False) -> float | None:
+        """CPU time of a child: user + system (``part`` "user" or "system" for one). With
+        ``tree``, of the child and all its living descendants (granian serves from worker
+        processes it starts itself)."""
         proc = self.procs.get(name)
         if proc is None:
             return None
+        if tree:
+            return tree_cpu_seconds(proc.pid, part)
         try:
             fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -158,6 +170,49 @@ class Processes:
         ticks = os.sysconf("SC_CLK_TCK")
         user, system = int(fields[11]) / ticks, int(fields[12]) / ticks
         return {"user": user, "system": system}.get(part, user + system)
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every living process below it (parent links read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def tree_cpu_seconds(root: int, part: str = "both") -> float | None:
+    """CPU time of ``root`` and its living descendants (children that already exited and were
+    waited for are in the parent's cutime/cstime, which is added too)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, seen = 0.0, False
+    for pid in descendants(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seen = True
+        user = int(fields[11]) + int(fields[13])
+        system = int(fields[12]) + int(fields[14])
+        total += {"user": user, "system": system}.get(part, user + system) / ticks
+    return total if seen else None
 
 
 def pid_cpu_seconds(pid: int) -> float | None:
@@ -352,6 +407,10 @@ def environment() -> dict[str, Any]:
                     "psycopg",
                     "httpx",
                     "uvicorn",
+                    "uvloop",
+                    "httptools",
+                    "websockets",
+                    "granian",
                 )
             },
         },
