@@ -13,7 +13,7 @@ row, under a per-tenant lock, and only if what the tenant's ended runs consumed 
 further model call of the run (tool steps, retries, fallbacks) must fit its own bound the same
 way (:class:`QuotaGate`); one that does not ends the run with a terminal ``budget_exceeded``
 error. When the run ends, the counters take its actual usage in the transaction that stores the
-end (:func:`settle`) and its reservation stops counting (it is no longer active). So spend
+end (``agents.core.finish``, in the statement that stores the end) and its reservation stops counting (it is no longer active). So spend
 never passes a cap, however many runs start at once, as long as providers honour
 ``max_tokens``.
 """
@@ -222,21 +222,32 @@ SELECT active.running, active.n, active.tokens, active.cost,
 """
 
 
-def lock_tenant(schema_name: str) -> None:
-    """Serialise quota decisions of one tenant until the transaction ends. The same lock the
-    worker's claim takes for the concurrency cap: admissions and claims count together."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-            [f"cba:tenant-cap:{schema_name}"],
-        )
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
-def standing() -> Standing:
-    """One statement (one snapshot): a run ending meanwhile is counted exactly once."""
+def lock_key(schema_name: str) -> str:
+    """The per-tenant advisory lock of quota decisions. The same lock the worker's claim takes
+    for the concurrency cap: admissions and claims count together."""
+    return f"cba:tenant-cap:{schema_name}"
+
+
+def standing(lock_schema: str | None = None) -> Standing:
+    """One statement (one snapshot): a run ending meanwhile is counted exactly once.
+
+    ``lock_schema``: first take that tenant's lock (until the transaction ends), in the same
+    round trip. The two statements go in one message; in READ COMMITTED each statement takes
+    its own snapshot, so the count is taken after the lock is held, as with two calls.
+    """
     now = timezone.now()
+    params: list[Any] = [day_start(now), month_start(now)]
+    sql = _STANDING_SQL
+    if lock_schema is not None:
+        sql = f"{_LOCK_SQL}; {_STANDING_SQL}"
+        params = [lock_key(lock_schema), *params]
     with connection.cursor() as cursor:
-        cursor.execute(_STANDING_SQL, [day_start(now), month_start(now)])
+        cursor.execute(sql, params)
+        if lock_schema is not None:
+            cursor.nextset()
         row = cursor.fetchone()
     return Standing(
         running=int(row[0]),
@@ -289,8 +300,7 @@ def admit_within_quota(
     cap = limits.max_concurrent_executions
     if not limits.meters_usage and not (foreground and cap is not None):
         return Reservation()
-    lock_tenant(schema_name)
-    now = standing()
+    now = standing(lock_schema=schema_name)
     if foreground and cap is not None and now.running >= cap:
         raise LimitExceeded(
             "concurrency_limit_exceeded",
@@ -360,8 +370,7 @@ def take_execution_rate(limits: Limits, tenant_id: int | str, who: str) -> None:
 
 def _extend(schema_name: str, execution_id: str, limits: Limits, extra: Reservation) -> Reservation:
     with transaction.atomic():
-        lock_tenant(schema_name)
-        _check_room(limits, standing(), extra)
+        _check_room(limits, standing(lock_schema=schema_name), extra)
         row = Execution.objects.filter(pk=execution_id).values_list(
             "reserved_tokens", "reserved_cost"
         )[0]
@@ -448,28 +457,6 @@ def shed_load(running_here: int) -> None:
             retry_after=settings.SHED_RETRY_AFTER_SECONDS,
             status=503,
         )
-
-
-# ---- when a run ends ----
-
-_SETTLE_SQL = """
-INSERT INTO agents_usagecounter (period, starts_on, executions, input_tokens, output_tokens, cost)
-VALUES ('day', %s, 1, %s, %s, %s), ('month', %s, 1, %s, %s, %s)
-ON CONFLICT (period, starts_on) DO UPDATE SET
-    executions = agents_usagecounter.executions + 1,
-    input_tokens = agents_usagecounter.input_tokens + EXCLUDED.input_tokens,
-    output_tokens = agents_usagecounter.output_tokens + EXCLUDED.output_tokens,
-    cost = agents_usagecounter.cost + EXCLUDED.cost
-"""
-
-
-def settle(execution: Execution) -> None:
-    """Count an ended run in today's and this month's counters (inside the transaction that
-    stores its end: the counters and the executions never disagree)."""
-    now = timezone.now()
-    usage: list[Any] = [execution.input_tokens, execution.output_tokens, execution.cost]
-    with connection.cursor() as cursor:
-        cursor.execute(_SETTLE_SQL, [day_start(now), *usage, month_start(now), *usage])
 
 
 def consumption(schema_name: str) -> dict[str, Any]:

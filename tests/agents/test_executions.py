@@ -231,7 +231,8 @@ def test_a_blocking_execution_costs_seven_queries(in_alpha):
     work = [s for s in statements if s not in {"SET", "SAVEPOINT", "RELEASE"}]
     # agent+credential, prices, INSERT execution, INSERT its audit entry (execution.start, in
     # the admission's transaction: the chain is computed by the table's trigger, no extra
-    # statement), then in one transaction: UPDATE execution, INSERT events (a quick blocking
-    # run writes its whole log with its end), the usage counters (agents.core.limits.settle)
-    assert len(work) <= 7, statements
+    # statement), then one statement (agents.core.finish): UPDATE execution, INSERT events (a
+    # quick blocking run writes its whole log with its end) and the usage counters
+    assert len(work) <= 5, statements
+    assert statements[-1] == "WITH", statements
     assert statements.count("SET") <= 2, statements
