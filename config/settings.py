@@ -405,6 +405,9 @@ PLAN_CACHE_SECONDS = env_float("PLAN_CACHE_SECONDS", 5.0, minimum=0)
 # The same backstop for API key rows cached per process (tenants.key_cache; changes clear them
 # everywhere by NOTIFY credential_changes / plan_changes at once).
 CREDENTIAL_CACHE_SECONDS = env_float("CREDENTIAL_CACHE_SECONDS", 5.0, minimum=0)
+# And for agents and price tables cached per process for runs (agents.core.run_config; used only
+# while the process's event hub listens, and NOTIFY run_config_changes clears them at once).
+RUN_CONFIG_CACHE_SECONDS = env_float("RUN_CONFIG_CACHE_SECONDS", 5.0, minimum=0)
 # Token buckets shared by every process: "postgres" (default) or "redis" (REDIS_URL).
 RATE_LIMIT_BACKEND = env_str("RATE_LIMIT_BACKEND", "redis" if REDIS_URL else "postgres")
 if RATE_LIMIT_BACKEND not in {"postgres", "redis"}:

@@ -50,6 +50,7 @@ from django_tenants.utils import schema_context
 from psycopg import sql
 
 from agents.core.hub import AGENT_CHANGES_CHANNEL
+from agents.core.run_config import announce_run_config_change
 from config.errors import Conflict, NotFound, ValidationFailed
 from tenants.audit.services import platform_audit_record
 from tenants.models import Domain, Plan, Tenant
@@ -469,6 +470,9 @@ def tenant_restore(
                     "SELECT pg_notify(%s, %s)",
                     [AGENT_CHANGES_CHANNEL, f"{tenant.schema_name}:agents:0"],
                 )
+            # Likewise for what runs cached (agents, credentials, prices): the replaced schema
+            # was dropped without a trigger firing.
+            announce_run_config_change(tenant.schema_name)
             described = header.get("tenant") or {}
             # Last in the transaction: the platform log's chain lock is held until COMMIT.
             platform_audit_record(

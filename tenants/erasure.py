@@ -33,6 +33,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from psycopg import sql
 
+from agents.core.run_config import announce_run_config_change
 from agents.models import Agent, AgentVersion
 from agents.services.tool_secrets import mask_config_secrets, mask_tool_secrets
 from config.errors import Conflict, ValidationFailed
@@ -268,6 +269,9 @@ def tenant_delete(*, tenant: Tenant, confirm: str, actor: str) -> DeleteSummary:
             cursor.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
+        # DROP SCHEMA fires no trigger: every process forgets the agents it cached for runs
+        # (a tenant created later under this schema name must never find them).
+        announce_run_config_change(schema)
         # Last: the platform log's chain lock is held until the transaction commits.
         platform_audit_record(
             actor=actor,

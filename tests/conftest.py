@@ -91,16 +91,20 @@ def make_persona(slug: str) -> Persona:
 
 @pytest.fixture(autouse=True)
 def _forget_cached_rows() -> Iterator[None]:
-    """Cached key rows and plans outlive a test's rolled-back transaction (a rollback sends no
-    signal): each test starts from the database, not from what an earlier test cached."""
+    """Cached key rows, plans and run configurations outlive a test's rolled-back transaction
+    (a rollback sends no signal): each test starts from the database, not from what an earlier
+    test cached."""
+    from agents.core.run_config import forget_run_config
     from tenants.key_cache import forget_credentials
     from tenants.plans import forget_limits
 
     forget_credentials()
     forget_limits()
+    forget_run_config()
     yield
     forget_credentials()
     forget_limits()
+    forget_run_config()
 
 
 @pytest.fixture(scope="session", autouse=True)

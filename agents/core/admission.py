@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.core import queue
-from agents.core.claim import Claimed, load_for_run, price_table
+from agents.core.claim import Claimed, load_for_run
 from agents.core.idempotency import (
     IdempotencyInProgress,
     IdempotencyKey,
@@ -35,6 +35,7 @@ from agents.core.limits import (
     take_execution_rate,
 )
 from agents.core.requests import RunRequest
+from agents.core.run_config import agent_for_run, prices_for_run
 from agents.engine import (
     ExecutionInput,
     InvalidInput,
@@ -44,7 +45,6 @@ from agents.engine import (
     validate_input,
 )
 from agents.models import Agent, Execution, ExecutionStatus, new_execution_id
-from agents.services.agents import agent_get
 from config.errors import DomainError, ValidationFailed
 from tenants.audit.services import audit_record
 from tenants.plans import limits_for
@@ -165,14 +165,15 @@ def admit(
                     if prior.refusal is not None:
                         raise prior.refusal
                     return _replay(prior.execution_id)
-            agent = agent_get(request.agent_ref)
+            # Cached per process (no query for a known agent): shared, so only read here.
+            agent = agent_for_run(schema_name, request.agent_ref)
             if not agent.enabled:
                 raise ValidationFailed("agent_id: the agent is disabled")
             request = check_request(limits, agent, request)
             check_input_schema(agent, request, schema_name)
             if origin.depth == 0:
                 take_execution_rate(limits, schema_name, origin.rate_key or origin.actor)
-            prices = price_table() if limits.cost_budget is not None else None
+            prices = prices_for_run(schema_name) if limits.cost_budget is not None else None
             reserved = admit_within_quota(
                 schema_name,
                 limits,

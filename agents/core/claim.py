@@ -20,10 +20,9 @@ from django.utils import timezone
 
 from agents.core.cancel import end_unstarted
 from agents.core.requests import RunRequest
-from agents.engine import AgentSnapshot, ModelOption, ModelTarget, PriceTable
-from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus, ModelPrice
-from agents.services.agents import agent_snapshot
-from agents.services.credentials import provider_config_for
+from agents.core.run_config import prices_for_run, snapshot_for_run
+from agents.engine import AgentSnapshot, ModelOption, PriceTable
+from agents.models import Agent, Execution, ExecutionEvent, ExecutionStatus
 from config.errors import NotFound
 from tenants.plans import NO_LIMITS, Limits, limits_for
 
@@ -71,22 +70,6 @@ def request_of(execution: Execution) -> RunRequest:
     )
 
 
-def price_table() -> tuple[PriceTable, tuple[ModelOption, ...]]:
-    """The tenant's prices, and the models its credentials can route to (virtual models)."""
-    rows = list(ModelPrice.objects.select_related("credential").filter(enabled=True))
-    prices = PriceTable(
-        {row.model: (row.input_per_million, row.output_per_million) for row in reversed(rows)}
-    )
-    models = tuple(
-        ModelOption(
-            ModelTarget(provider_config_for(row.credential), row.model), frozenset(row.capabilities)
-        )
-        for row in rows
-        if row.credential is not None
-    )
-    return prices, models
-
-
 def load_for_run(
     schema_name: str,
     *,
@@ -99,10 +82,11 @@ def load_for_run(
     prices: tuple[PriceTable, tuple[ModelOption, ...]] | None = None,
 ) -> Claimed:
     """What the engine needs for ``execution``: the snapshot of the version it pinned (the
-    agent row itself when that is still current: no query), prices and routable models
-    (``prices``: already read by the caller)."""
-    snapshot = agent_snapshot(agent, version=execution.agent_version)
-    table, models = prices if prices is not None else price_table()
+    agent row itself when that is still current: no query; cached with the row when ``agent``
+    is the cached one, ``agents.core.run_config``), prices and routable models (``prices``:
+    already read by the caller; else the cached table)."""
+    snapshot = snapshot_for_run(schema_name, agent, execution.agent_version)
+    table, models = prices if prices is not None else prices_for_run(schema_name)
     return Claimed(
         schema_name, execution, request, snapshot, table, models, next_seq, depth, limits
     )

@@ -19,12 +19,21 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 
+from agents.core.run_config import (
+    RUN_CONFIG_CHANGES_CHANNEL,
+    forget_run_config,
+    hub_deaf,
+    hub_listening,
+)
 from tenants.key_cache import CREDENTIAL_CHANGES_CHANNEL, forget_credentials
 from tenants.plans import PLAN_CHANGES_CHANNEL, forget_limits
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +150,7 @@ class EventHub:
                         conn.execute(f"LISTEN {channel}")
                     conn.execute(f"LISTEN {PLAN_CHANGES_CHANNEL}")
                     conn.execute(f"LISTEN {CREDENTIAL_CHANGES_CHANNEL}")
+                    conn.execute(f"LISTEN {RUN_CONFIG_CHANGES_CHANNEL}")
                     # Last: operators (and the outage tests) find a hub by this statement.
                     conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     loop.call_soon_threadsafe(self._on_connected, lost_at is not None)
@@ -150,11 +160,7 @@ class EventHub:
                         )
                         lost_at = None
                     delay = 0.1
-                    while not stop.is_set() and not loop.is_closed():
-                        for notify in conn.notifies(timeout=LISTEN_POLL_SECONDS):
-                            loop.call_soon_threadsafe(
-                                self._dispatch, notify.channel, notify.payload
-                            )
+                    self._hear(conn, loop, stop)
             except RuntimeError:
                 return  # the event loop closed under us: nobody left to notify
             except (
@@ -171,6 +177,27 @@ class EventHub:
                     )
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _hear(
+        self, conn: psycopg.Connection[Any], loop: asyncio.AbstractEventLoop, stop: threading.Event
+    ) -> None:
+        """Deliver notifications until told to stop (or the connection fails).
+
+        The run-configuration cache (``agents.core.run_config``) counts this hub as listening
+        only in here, and its invalidations are applied on this thread, not on the event
+        loop: a busy loop cannot delay them, and once no hub of the process hears, the cache
+        is not used (fail closed)."""
+        token = object()
+        hub_listening(token, loop)  # forgets everything unless another hub was listening
+        try:
+            while not stop.is_set() and not loop.is_closed():
+                for notify in conn.notifies(timeout=LISTEN_POLL_SECONDS):
+                    if notify.channel == RUN_CONFIG_CHANGES_CHANNEL:
+                        forget_run_config(notify.payload)
+                        continue
+                    loop.call_soon_threadsafe(self._dispatch, notify.channel, notify.payload)
+        finally:
+            hub_deaf(token)
 
     @property
     def listening(self) -> bool:
