@@ -28,6 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from agents.core.hub import get_hub
 from agents.core.outage import DatabaseUnavailable, retry_while_down
@@ -43,14 +44,37 @@ MAX_CHUNK_ROW_CHARS = 4096
 Row = dict[str, Any]  # {"seq", "type", "data"}
 
 
+# One message, two statements, one (implicit) transaction in autocommit: the SET LOCAL holds
+# for the INSERT only. Two round trips per batch with the search path, instead of five.
+_WRITE_EVENTS_SQL = """
+SET LOCAL synchronous_commit TO OFF;
+INSERT INTO agents_executionevent (execution_id, seq, type, data, created_at)
+SELECT %s, e.seq, e.type, e.data, %s
+  FROM unnest(%s::integer[], %s::varchar[], %s::jsonb[]) AS e(seq, type, data)
+"""
+
+
+def event_columns(rows: list[ExecutionEvent]) -> list[Any]:
+    """The seq, type and data arrays of ``rows`` (one execution's), as parameters of an
+    ``unnest(%s::integer[], %s::varchar[], %s::jsonb[])``; data prepared as the ORM would."""
+    data = ExecutionEvent._meta.get_field("data")
+    return [
+        [row.seq for row in rows],
+        [row.type for row in rows],
+        [data.get_db_prep_save(row.data, connection) for row in rows],
+    ]
+
+
 def write_events(rows: list[ExecutionEvent]) -> None:
-    """Insert event rows in the current schema, committed without waiting for the disk."""
+    """Insert one execution's event rows in the current schema, committed without waiting for
+    the disk. Inside a caller's transaction, in a savepoint: a clash (another worker's rows)
+    rolls back only this batch."""
     if not rows:
         return
-    with transaction.atomic():
+    params = [rows[0].execution_id, timezone.now(), *event_columns(rows)]
+    with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        ExecutionEvent.objects.bulk_create(rows)
+            cursor.execute(_WRITE_EVENTS_SQL, params)
 
 
 def event_rows(execution_id: str, items: list[Row]) -> list[ExecutionEvent]:

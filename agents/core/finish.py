@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from agents.core.event_log import EventLog
+from agents.core.event_log import EventLog, event_columns
 from agents.core.hooks import run_ended
 from agents.core.hub import get_hub
 from agents.core.limits import day_start, month_start
@@ -112,15 +112,12 @@ def _end_statement(
     )
     query.add_update_values(fields)
     update, update_params = query.get_compiler(connection=connection).as_sql()
-    data = ExecutionEvent._meta.get_field("data")
     now = timezone.now()
     usage = [fields["input_tokens"], fields["output_tokens"], fields["cost"]]
     params = [
         *update_params,
         now,
-        [row.seq for row in rows],
-        [row.type for row in rows],
-        [data.get_db_prep_save(row.data, connection) for row in rows],
+        *event_columns(rows),
         *usage,
         day_start(now),
         month_start(now),

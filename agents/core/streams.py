@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from config.errors import LimitExceeded
@@ -52,8 +54,35 @@ class StreamLease:
         await in_public(_release, lease_id)
 
 
+_TABLE = LeaseRow._meta.db_table
+
+
 def _release(lease_id: str) -> None:
-    LeaseRow.objects.filter(pk=lease_id).delete()
+    # One statement (a queryset delete would first select what it deletes: no cascades here).
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_TABLE} WHERE id = %s", [lease_id])  # noqa: S608
+
+
+# The cap check and the new lease in one round trip. The two statements of one message run in
+# one (implicit) transaction, so the tenant's lock holds until the lease is in; in READ
+# COMMITTED the second statement's snapshot is taken after the lock is granted, so it counts
+# every lease committed before. Expired leases are removed and not counted.
+_ACQUIRE_SQL = f"""
+SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));
+WITH expired AS (
+    DELETE FROM {_TABLE} WHERE tenant_id = %(tenant)s AND expires_at < %(now)s
+), open AS (
+    SELECT count(*) AS tenant_n, count(*) FILTER (WHERE holder = %(holder)s) AS key_n
+      FROM {_TABLE} WHERE tenant_id = %(tenant)s AND expires_at >= %(now)s
+), taken AS (
+    INSERT INTO {_TABLE} (id, tenant_id, holder, expires_at)
+    SELECT %(id)s, %(tenant)s, %(holder)s, %(until)s FROM open
+     WHERE (%(per_tenant)s::integer IS NULL OR open.tenant_n < %(per_tenant)s::integer)
+       AND (%(per_key)s::integer IS NULL OR open.key_n < %(per_key)s::integer)
+    RETURNING id
+)
+SELECT open.tenant_n, (SELECT count(*) FROM taken) FROM open
+"""  # noqa: S608  (the table name comes from the model; values are parameters)
 
 
 def _acquire(principal: Principal) -> str | None:
@@ -61,34 +90,36 @@ def _acquire(principal: Principal) -> str | None:
     per_tenant, per_key = limits.max_streams_per_tenant, limits.max_streams_per_key
     if per_tenant is None and per_key is None:
         return None
-    holder = principal.api_key_id or principal.audit_actor
+    holder = (principal.api_key_id or principal.audit_actor)[:200]
     now = timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"cba:streams:{principal.tenant_id}"],
-            )
-        mine = LeaseRow.objects.filter(tenant_id=principal.tenant_id)
-        mine.filter(expires_at__lt=now).delete()
-        if per_tenant is not None and mine.count() >= per_tenant:
-            raise LimitExceeded(
-                STREAM_LIMIT,
-                f"the tenant already has {per_tenant} open streams (its plan's maximum)",
-                retry_after=5,
-            )
-        if per_key is not None and mine.filter(holder=holder).count() >= per_key:
-            raise LimitExceeded(
-                STREAM_LIMIT,
-                f"this API key already has {per_key} open streams (the plan's maximum per key)",
-                retry_after=5,
-            )
-        row = LeaseRow.objects.create(
-            tenant_id=principal.tenant_id,
-            holder=holder[:200],
-            expires_at=now + dt.timedelta(seconds=settings.STREAM_LEASE_SECONDS),
+    lease_id = uuid.uuid4()
+    params: dict[str, Any] = {
+        "lock": f"cba:streams:{principal.tenant_id}",
+        "tenant": principal.tenant_id,
+        "holder": holder,
+        "now": now,
+        "id": lease_id,
+        "until": now + dt.timedelta(seconds=settings.STREAM_LEASE_SECONDS),
+        "per_tenant": per_tenant,
+        "per_key": per_key,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_ACQUIRE_SQL, params)
+        cursor.nextset()
+        tenant_n, taken = cursor.fetchone()
+    if taken:
+        return str(lease_id)
+    if per_tenant is not None and tenant_n >= per_tenant:
+        raise LimitExceeded(
+            STREAM_LIMIT,
+            f"the tenant already has {per_tenant} open streams (its plan's maximum)",
+            retry_after=5,
         )
-    return str(row.pk)
+    raise LimitExceeded(
+        STREAM_LIMIT,
+        f"this API key already has {per_key} open streams (the plan's maximum per key)",
+        retry_after=5,
+    )
 
 
 def _renew(ids: list[str]) -> None:
