@@ -46,7 +46,9 @@ from agents.engine import (
 )
 from agents.models import Agent, Execution, ExecutionStatus, new_execution_id
 from config.errors import DomainError, ValidationFailed
-from tenants.audit.services import audit_record
+from config.sql import insert_together
+from tenants.audit.models import AuditLog
+from tenants.audit.services import audit_entry
 from tenants.plans import limits_for
 
 
@@ -100,7 +102,7 @@ def _replay(execution_id: str) -> Admitted:
     return Admitted(execution, None, replayed=True)
 
 
-def _store(
+def _new_execution(
     schema_name: str,
     agent: Agent,
     request: RunRequest,
@@ -108,6 +110,7 @@ def _store(
     execution_id: str,
     reserved: Reservation,
 ) -> Execution:
+    """The execution row to insert (not saved yet)."""
     background = request.mode == "background"
     execution = Execution(
         id=execution_id,
@@ -126,18 +129,14 @@ def _store(
     )
     # The platform owns tenant_id and execution_id in the context: a caller cannot set them.
     execution.context = {**request.context, "tenant_id": schema_name, "execution_id": execution_id}
-    execution.save(force_insert=True)
     return execution
 
 
-def _audit_start(
-    schema_name: str, execution: Execution, request: RunRequest, origin: Origin
-) -> None:
+def _start_entry(execution: Execution, request: RunRequest, origin: Origin) -> AuditLog:
     details: dict[str, object] = {"agent": str(execution.agent_id), "mode": request.mode}
     if origin.parent_id:
         details["parent"] = origin.parent_id
-    audit_record(
-        schema_name=schema_name,
+    return audit_entry(
         actor=origin.actor,
         action="execution.start",
         target_type="execution",
@@ -180,23 +179,23 @@ def admit(
                 foreground=not background,
                 bound=first_call_bound(agent, request, prices[0] if prices else PriceTable()),
             )
-            execution = _store(schema_name, agent, request, origin, execution_id, reserved)
+            execution = _new_execution(schema_name, agent, request, origin, execution_id, reserved)
+            claimed = None
             if background:
                 queue.enqueue(schema_name=schema_name, execution_id=execution_id)
-                # Last: the audit chain's per-tenant lock is held until this commits.
-                _audit_start(schema_name, execution, request, origin)
-                return Admitted(execution)
-            claimed = load_for_run(
-                schema_name,
-                agent=agent,
-                execution=execution,
-                request=request,
-                depth=origin.depth,
-                limits=limits,
-                prices=prices,
-            )
-            # Last: the audit chain's per-tenant lock is held until this commits.
-            _audit_start(schema_name, execution, request, origin)
+            else:
+                claimed = load_for_run(
+                    schema_name,
+                    agent=agent,
+                    execution=execution,
+                    request=request,
+                    depth=origin.depth,
+                    limits=limits,
+                    prices=prices,
+                )
+            # The execution and its audit entry in one round trip; the entry last: the audit
+            # chain's per-tenant lock is held from its INSERT until this transaction commits.
+            insert_together(execution, _start_entry(execution, request, origin))
             return Admitted(execution, claimed)
     except (ReplayedRefusal, IdempotencyKeyReused, IdempotencyInProgress):
         raise  # about the key itself, not an answer to store under it

@@ -209,7 +209,7 @@ def audit_record(
     """
     if not schema_name or schema_name == "public":
         raise ValueError("audit entries belong to a tenant schema")
-    fields = _entry_fields(
+    entry = audit_entry(
         actor=actor,
         action=action,
         outcome=outcome,
@@ -221,7 +221,38 @@ def audit_record(
         request_id=request_id,
     )
     with _entered(schema_name):
-        return AuditLog.objects.create(**fields)
+        entry.save(force_insert=True)
+    return entry
+
+
+def audit_entry(
+    *,
+    actor: str,
+    action: str,
+    outcome: str = AuditOutcome.SUCCESS,
+    target_type: str = "",
+    target_id: str = "",
+    request: HttpRequest | None = None,
+    details: dict[str, Any] | None = None,
+    client: str | None = None,
+    request_id: str = "",
+) -> AuditLog:
+    """An entry as :func:`audit_record` would write it, not yet saved: for a caller that
+    inserts it together with other rows (``config.sql.insert_together``), in a tenant schema,
+    last in its transaction."""
+    return AuditLog(
+        **_entry_fields(
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            target_type=target_type,
+            target_id=target_id,
+            request=request,
+            details=details,
+            client=client,
+            request_id=request_id,
+        )
+    )
 
 
 def platform_audit_record(

@@ -229,10 +229,10 @@ def test_a_blocking_execution_costs_seven_queries(in_alpha):
     assert execution.status == "completed" and execution.output
     statements = [q["sql"].split()[0] for q in captured.captured_queries]
     work = [s for s in statements if s not in {"SET", "SAVEPOINT", "RELEASE"}]
-    # agent+credential, prices, INSERT execution, INSERT its audit entry (execution.start, in
-    # the admission's transaction: the chain is computed by the table's trigger, no extra
-    # statement), then one statement (agents.core.finish): UPDATE execution, INSERT events (a
+    # agent+credential, prices, INSERT execution with its audit entry (execution.start, one
+    # round trip, in the admission's transaction: the chain is computed by the table's
+    # trigger), then one statement (agents.core.finish): UPDATE execution, INSERT events (a
     # quick blocking run writes its whole log with its end) and the usage counters
-    assert len(work) <= 5, statements
+    assert len(work) <= 4, statements
     assert statements[-1] == "WITH", statements
     assert statements.count("SET") <= 2, statements

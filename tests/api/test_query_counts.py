@@ -12,7 +12,7 @@ from tests.agents.conftest import make_agent, make_credential
 from tests.agents.test_run_config_cache import listening_hub, until  # noqa: F401 (a fixture)
 
 
-def test_a_blocking_execution_over_rest_costs_one_set_and_eight_statements(alpha, api):
+def test_a_blocking_execution_over_rest_costs_one_set_and_five_statements(alpha, api):
     with schema_context(alpha.schema):
         agent = make_agent(make_credential(kind="echo"), alpha.schema)
     client = api(alpha.user_key)
@@ -25,12 +25,13 @@ def test_a_blocking_execution_over_rest_costs_one_set_and_eight_statements(alpha
     assert response.status_code == 200 and response.json()["status"] == "completed"
     statements = [q["sql"].split()[0] for q in captured.captured_queries]
     assert statements.count("SET") <= 1, statements
-    # API key (+tenant and plan), agent (+credential), INSERT execution, prices, INSERT the
-    # execution.start audit entry (agents.core.admission, one statement: the hash chain is the
-    # table trigger's), UPDATE execution, INSERT events, usage counters
-    # (agents.core.limits.settle). The plan itself is cached: no statement.
+    # API key (+tenant and plan), agent (+credential), prices, then the execution with its
+    # execution.start audit entry (agents.core.admission: one round trip, config.sql; the hash
+    # chain is the table trigger's), then the run's end (agents.core.finish: one statement for
+    # the UPDATE, the events and the usage counters). The plan itself is cached: no statement.
     work = [s for s in statements if s not in {"SET", "SAVEPOINT", "RELEASE"}]
-    assert len(work) <= 8, captured.captured_queries
+    assert len(work) <= 5, captured.captured_queries
+    assert work[-2:] == ["INSERT", "WITH"], captured.captured_queries
 
 
 @pytest.mark.django_db(transaction=True)
@@ -58,7 +59,7 @@ def test_a_known_agent_costs_no_agent_or_price_statement_while_the_hub_listens(
     statements = work()
     assert not [s for s in statements if '"agents_agent"' in s or '"agents_modelprice"' in s]
     assert not [s for s in statements if '"agents_providercredential"' in s]
-    # INSERT execution, INSERT its execution.start audit entry, then the run's end: UPDATE
-    # execution, INSERT events, usage counters (agents.core.finish; at most three statements).
-    # The API key row and the plan are cached too: no statement.
-    assert len(statements) <= 5, statements
+    # The execution with its execution.start audit entry (one round trip), then the run's end
+    # (agents.core.finish: one statement). The API key row and the plan are cached too.
+    assert len(statements) == 2, statements
+    assert 'INSERT INTO "audit_auditlog"' in statements[0], statements
