@@ -70,4 +70,6 @@ fakellm: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
 .PHONY: bench
-bench: install ; $(BIN)/python bench/run.py $(BENCH_ARGS)
+bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
