@@ -280,9 +280,18 @@ SERVER_COMMANDS = {
         "{port}",
         "--lifespan",
         "on",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--ws",
+        "websockets-sansio",
         "config.asgi:application",
     ],
 }
+# The server live tests run the platform under: daphne, as deployed, unless LIVE_SERVER names
+# uvicorn (to run the live tests against the server the benchmark compares it with).
+LIVE_SERVER = os.environ.get("LIVE_SERVER", "daphne")
 
 
 def spawn_server(
@@ -360,8 +369,9 @@ def live_server(server: str = "daphne", **env_overrides: str) -> Iterator[LiveSe
 
 @contextlib.contextmanager
 def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
-    """The real ASGI app under daphne, in another process, on the test database."""
-    with live_server("daphne", **env_overrides) as server:
+    """The real ASGI app under daphne (or ``LIVE_SERVER``), in another process, on the test
+    database."""
+    with live_server(LIVE_SERVER, **env_overrides) as server:
         yield server
 
 
