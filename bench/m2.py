@@ -10,7 +10,7 @@ from typing import Any
 from client import Bench, Errors, paired
 from common import Plan
 from m1 import stream_step
-from stats import across, summary
+from stats import across, raw, summary
 
 
 async def m2(b: Bench, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
@@ -63,7 +63,7 @@ async def m2(b: Bench, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]
                 gaps_added.extend(y - x for x, y in zip(dg, pg, strict=True))
             else:
                 mismatched += 1
-        item = {
+        item: dict[str, Any] = {
             "round": index + 1,
             "pairs": len(ttft_added),
             "seconds": round(time.monotonic() - t0, 2),
@@ -78,6 +78,8 @@ async def m2(b: Bench, plan: Plan, log: Callable[[str], None]) -> dict[str, Any]
             "chunk_count_mismatches": mismatched,
             "text_mismatches": text_mismatch,
             "errors": errors.json(),
+            # Raw samples for the TTFT CDF chart (bench/charts.py).
+            "raw": {"ttft_direct_ms": raw(ttft_d), "ttft_platform_ms": raw(ttft_p)},
         }
         rounds.append(item)
         log(

@@ -65,6 +65,50 @@ GROUPS = [
 ]
 
 
+# Stages of one blocking execution, for the doc's "What a request costs": each busy sample
+# goes to the innermost of these functions on its stack (so the stages are exclusive and add
+# up to the busy time); a sample whose leaf is a thread hand-off goes to that stage instead,
+# and one with none of them to the ASGI server. The order is the doc's row order.
+STAGE_MARKERS = (
+    ("Storing the end", "agents/core/finish.py:store_terminal"),
+    ("Admission", "agents/core/admission.py:admit"),
+    ("Engine and provider call", "agents/engine/run_state.py:execute"),
+    ("Middleware: tenant, API key, request rate bucket", "tenants/middleware.py:_resolve"),
+    ("DRF view (its own work)", "rest_framework/views.py:dispatch"),
+    ("Django handler and the other middleware", "asgiref/sync.py:thread_handler"),
+)
+STAGE_ORDER = (
+    "ASGI server, event loop, Django's ASGI handler",
+    "Django handler and the other middleware",
+    "Middleware: tenant, API key, request rate bucket",
+    "DRF view (its own work)",
+    "Admission",
+    "Engine and provider call",
+    "Storing the end",
+    "Thread hand-offs (asgiref, waking the event loop, starting threads)",
+)
+STAGE_OF = {label: stage for stage, label in STAGE_MARKERS}
+HOP_LEAVES = frozenset(
+    {
+        "selector_events.py:_write_to_self",
+        "selector_events.py:_read_from_self",
+        "thread.py:submit",
+        "threading.py:start",
+    }
+)
+
+
+def _stage(labels: list[str]) -> str:
+    """The stage of one sample; ``labels`` innermost first."""
+    if labels and labels[0] in HOP_LEAVES:
+        return STAGE_ORDER[-1]
+    for label in labels:
+        stage = STAGE_OF.get(label)
+        if stage is not None:
+            return stage
+    return STAGE_ORDER[0]
+
+
 def _group(filename: str) -> str | None:
     for name, fragment in GROUPS:
         if fragment in filename:
@@ -100,6 +144,7 @@ class Sampler:
         self.threads_busy: Counter[int] = Counter()
         self.leaves: Counter[str] = Counter()
         self.stacks: Counter[str] = Counter()
+        self.stages: Counter[str] = Counter()
         self.started = 0.0
         self.last = 0.0
 
@@ -143,9 +188,11 @@ class Sampler:
                 group = "PostgreSQL: opening connections" if setup else "PostgreSQL: queries"
                 group += " (psycopg, incl. waiting on the server)"
             self.self_groups[group] += weight
-            self.leaves[_label(stack[0])] += weight
-            self.stacks[" <- ".join(_label(s) for s in stack[:14])] += weight
-            for label in {_label(s) for s in stack}:
+            labels = [_label(s) for s in stack]
+            self.leaves[labels[0]] += weight
+            self.stacks[" <- ".join(labels[:14])] += weight
+            self.stages[_stage(labels)] += weight
+            for label in set(labels):
                 self.inclusive[label] += weight
 
     def run(self) -> None:
@@ -174,6 +221,7 @@ class Sampler:
             "inclusive_top": seconds(self.inclusive, 400),
             "self_top": seconds(self.leaves, 60),
             "stacks_top": seconds(self.stacks, 40),
+            "stages": {name: round(self.stages[name], 6) for name in STAGE_ORDER},
         }
         if OUT:
             tmp = Path(OUT + ".tmp")

@@ -78,6 +78,10 @@ def profile_summary(
         "httpcore/",
         "httpx/",
         "asgiref/",
+        # The ASGI server's frames too, and enough rows that the stage markers of the doc's
+        # "What a request costs" (bench/report_costs.py) are kept.
+        "daphne/",
+        "twisted/",
     )
     functions = {
         label: r3(per_exec(value))
@@ -94,7 +98,10 @@ def profile_summary(
         "busy_thread_ms_per_execution": r3(per_exec(busy)),
         "threads_seen_busy": data.get("threads_seen_busy"),
         "self_by_group": groups,
-        "inclusive_ms_per_execution": dict(list(functions.items())[:150]),
+        "inclusive_ms_per_execution": dict(list(functions.items())[:250]),
+        "stages_ms_per_execution": {
+            name: r3(per_exec(value)) for name, value in (data.get("stages") or {}).items()
+        },
         "self_ms_per_execution": dict(list(leaves.items())[:30]),
         "stacks_ms_per_execution": {
             stack: r3(per_exec(value)) for stack, value in list(data["stacks_top"].items())[:20]

@@ -4,7 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
+from charts import TITLES
 from report import fmt, results_markdown
+from report_costs import costs_markdown
+from report_history import history_markdown
+
+# Results heading (its start) -> the chart shown at the end of that section.
+CHART_AFTER = {
+    "### M1 at 1 client, per round": "m1-latency-cdf",
+    "### M1 at a constant arrival rate": "m1-open-loop",
+    "### M2 per round": "m2-ttft-cdf",
+    "### M3 closed-loop ramp": "m3-rate-vs-p99",
+    "### ASGI servers side by side": "servers",
+}
+
+
+def attach_charts(markdown: str, charts: dict[str, str]) -> str:
+    """Puts each chart at the end of its section of the results (before the next heading),
+    so it sits next to its table. ``charts``: chart name -> path relative to the doc."""
+    lines = markdown.split("\n")
+    for heading, name in CHART_AFTER.items():
+        if name not in charts:
+            continue
+        start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+        if start is None:
+            continue
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("#")), len(lines)
+        )
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1
+        lines[end:end] = ["", f"![{TITLES[name]}]({charts[name]})"]
+    return "\n".join(lines)
 
 
 def _inclusive(prof: dict[str, Any], suffix: str) -> float | None:
@@ -161,7 +192,18 @@ def where_time_goes(res: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def doc_markdown(res: dict[str, Any]) -> str:
+def doc_markdown(
+    res: dict[str, Any],
+    charts: dict[str, str] | None = None,
+    charts_note: str | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> str:
+    """The whole of docs/performance.md. ``charts``: chart name -> path relative to docs/;
+    ``charts_note``: why there are none (matplotlib missing); ``history``: bench/history.json."""
+    charts = charts or {}
+    results = attach_charts(results_markdown(res), charts)
+    if charts_note:
+        results = f"*{charts_note[0].upper()}{charts_note[1:]}.*\n\n" + results
     env = res["environment"]
     setup = res["setup"]
     versions = env["versions"]
@@ -186,7 +228,14 @@ make bench BENCH_ARGS=--quick       # smoke test, ~1 min; bench/results/latest-q
 .venv/bin/python bench/run.py [--quick] [--database cb_bench] [--extra-tenants 10]
 .venv/bin/python bench/run.py --servers daphne,uvicorn,granian   # + ASGI servers side by side
 .venv/bin/python bench/run.py --render bench/results/latest.json   # re-render, no measuring
+.venv/bin/python bench/run.py --record "what changed"   # full run + a row in bench/history.json
+.venv/bin/python bench/run.py --render bench/results/latest.json --record "what changed"
 ```
+
+Charts are SVGs drawn with matplotlib (the `bench` extra of `pyproject.toml`, which `make
+bench` installs; without it the figures are all still written, only the charts are missing):
+a full run writes them to `docs/performance/`, a quick run (or `--render ... --no-docs`) next
+to its results, in `bench/results/<run>-charts/`.
 
 It needs only a PostgreSQL the platform can reach (the same resolution as the platform:
 `DATABASE_URL`, else `localhost:5432`, else the embedded server) and uses its own database
@@ -253,7 +302,13 @@ benchmark runs: the commit and locally changed paths above say what was measured
 
 ## Results
 
-{results_markdown(res)}
+{results}
+## Before and after
+
+{history_markdown(history or [], charts.get("history"))}
+## What a request costs
+
+{costs_markdown(res)}
 ## Where the time goes
 
 {where_time_goes(res)}

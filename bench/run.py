@@ -32,15 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from client import _IDS, _STAMP, Bench
-from common import DOC, FULL, HOST, PY, QUICK, RESULTS, ROOT, TARGETS, Plan
+from common import FULL, HOST, PY, QUICK, RESULTS, ROOT, TARGETS, Plan
 from m1 import ladder, m1_closed, m1_open, warm_up
 from m2 import m2
 from m3 import db_accounting, m3
 from m_openai import openai_phase
 from m_servers import parse_servers, servers_phase
 from profiling import profile_phase, profile_summary
+from publish import publish
 from report import results_markdown
-from report_doc import doc_markdown
 from servers import (
     DbGuard,
     PgStats,
@@ -193,13 +193,18 @@ def main() -> int:
         help="measure nothing: rewrite the Markdown table and docs/performance.md from a "
         "results file (e.g. bench/results/latest.json)",
     )
+    parser.add_argument(
+        "--record",
+        metavar="LABEL",
+        help="append this full run's headline figures to bench/history.json, LABEL saying "
+        "what changed (with --render: record that results file)",
+    )
     args = parser.parse_args()
     if args.render:
         res = json.loads(Path(args.render).read_text())
         table = results_markdown(res)
         Path(args.render).with_suffix(".md").write_text(table)
-        if args.docs is not False:
-            DOC.write_text(doc_markdown(res))
+        publish(res, Path(args.render), docs=args.docs is not False, label=args.record)
         print(table)
         return 0
     plan = QUICK if args.quick else FULL
@@ -391,8 +396,7 @@ def main() -> int:
     (RESULTS / f"{name}.md").write_text(table)
     (RESULTS / f"{latest}.md").write_text(table)
     docs = args.docs if args.docs is not None else plan.name == "full"
-    if docs:
-        DOC.write_text(doc_markdown(res))
+    publish(res, RESULTS / f"{name}.json", docs=docs, label=args.record, log=log)
     log(f"wrote bench/results/{name}.json + .md, {latest}.*" + (", docs" if docs else ""))
     print(table)
     return 0
