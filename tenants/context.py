@@ -9,8 +9,9 @@ queries, every time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
@@ -47,6 +48,18 @@ def run_in_schema(schema_name: str, fn: Callable[P, R], /, *args: P.args, **kwar
         return fn(*args, **kwargs)
     with schema_context(schema_name):
         return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def unscoped_cursor() -> Iterator[Any]:
+    """A cursor for SQL whose every table and function is schema-qualified: it sets no
+    search path. django-tenants sets one on the first cursor of every pooled checkout (a
+    round trip) whatever the statement; hot statements that name their schema skip it.
+    Errors are Django's, as from any cursor. Never for unqualified SQL: the search path is
+    whatever the connection's last user left."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        yield cursor
 
 
 def _run_with_fresh_connection(

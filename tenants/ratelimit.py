@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+
+from tenants.context import unscoped_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ def _take_postgres(buckets: Sequence[Bucket]) -> list[Decision]:
     params: list[Any] = []
     for i, b in enumerate(buckets):
         params += [i, b.key, float(b.limit), b.per_second, b.cost]
-    with connection.cursor() as cursor:
+    # Schema-qualified (the function and its table live in public): no search path to set.
+    with unscoped_cursor() as cursor:
         cursor.execute(sql, params)
         rows = sorted(cursor.fetchall())
     return [

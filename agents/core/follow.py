@@ -27,7 +27,7 @@ from agents.core.hub import EventHub, get_hub
 from agents.core.outage import retry_while_down
 from agents.engine import TERMINAL_EVENT_TYPES
 from agents.models import TERMINAL_STATUSES, Execution, ExecutionEvent
-from tenants.context import in_schema
+from tenants.context import in_schema, require_tenant_schema, unscoped_cursor
 
 # How often followers look at the table while the hub is not listening.
 POLL_SECONDS = 1.0
@@ -59,23 +59,32 @@ def _read(execution_id: str, after: int) -> list[StoredEvent]:
 # status here means every event of the run is in this result or an earlier one. A run ended
 # without a terminal event (rows older than that rule) or deleted (retention) is thereby
 # noticed at the first read, without a separate status check.
-_STATUS_AND_EVENTS_SQL = f"""
+# Schema-qualified, so the read sets no search path (tenants.context.unscoped_cursor): one
+# round trip per read, for every follower woken by every batch of events.
+_STATUS_AND_EVENTS_SQL = """
 SELECT x.status, e.seq, e.type, e.data
-FROM {Execution._meta.db_table} x
+FROM {schema}.{executions} x
 LEFT JOIN LATERAL (
-    SELECT seq, type, data FROM {ExecutionEvent._meta.db_table}
+    SELECT seq, type, data FROM {schema}.{events}
     WHERE execution_id = x.id AND seq > %s
     ORDER BY seq
     LIMIT %s
 ) e ON true
 WHERE x.id = %s
-"""  # noqa: S608  (table names from the models; values are parameters)
+"""
 
 
-def _read_with_status(execution_id: str, after: int) -> tuple[bool, list[StoredEvent]]:
-    """(has the run ended?, events past ``after``)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_STATUS_AND_EVENTS_SQL, [after, BATCH, execution_id])
+def _read_with_status(
+    schema_name: str, execution_id: str, after: int
+) -> tuple[bool, list[StoredEvent]]:
+    """(has the run ended?, events past ``after``), read in ``schema_name``."""
+    sql = _STATUS_AND_EVENTS_SQL.format(
+        schema=connection.ops.quote_name(require_tenant_schema(schema_name)),
+        executions=connection.ops.quote_name(Execution._meta.db_table),
+        events=connection.ops.quote_name(ExecutionEvent._meta.db_table),
+    )
+    with unscoped_cursor() as cursor:
+        cursor.execute(sql, [after, BATCH, execution_id])
         rows = cursor.fetchall()
     if not rows:
         return True, []  # no such execution (any more): nothing will come
@@ -100,7 +109,7 @@ async def _read_patiently(
     # A database blip of a few seconds is invisible to the follower; a longer outage raises
     # DatabaseUnavailable, and the transport ends the stream with a retryable error.
     return await retry_while_down(
-        lambda: in_schema(schema_name, _read_with_status, execution_id, after),
+        lambda: in_schema(schema_name, _read_with_status, schema_name, execution_id, after),
         patience=settings.STREAM_DB_PATIENCE_SECONDS,
         what="reading an event log",
     )

@@ -26,6 +26,7 @@ from django.utils import timezone
 from config.errors import LimitExceeded
 from config.metrics import OPEN_STREAMS
 from tenants.channels import in_public
+from tenants.context import unscoped_cursor
 from tenants.models import StreamLease as LeaseRow
 from tenants.plans import limits_for
 from tenants.principals import Principal
@@ -54,12 +55,14 @@ class StreamLease:
         await in_public(_release, lease_id)
 
 
-_TABLE = LeaseRow._meta.db_table
+# Schema-qualified: taking and giving back a lease sets no search path
+# (tenants.context.unscoped_cursor).
+_TABLE = f"public.{connection.ops.quote_name(LeaseRow._meta.db_table)}"
 
 
 def _release(lease_id: str) -> None:
     # One statement (a queryset delete would first select what it deletes: no cascades here).
-    with connection.cursor() as cursor:
+    with unscoped_cursor() as cursor:
         cursor.execute(f"DELETE FROM {_TABLE} WHERE id = %s", [lease_id])  # noqa: S608
 
 
@@ -103,7 +106,7 @@ def _acquire(principal: Principal) -> str | None:
         "per_tenant": per_tenant,
         "per_key": per_key,
     }
-    with connection.cursor() as cursor:
+    with unscoped_cursor() as cursor:
         cursor.execute(_ACQUIRE_SQL, params)
         cursor.nextset()
         tenant_n, taken = cursor.fetchone()

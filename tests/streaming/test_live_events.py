@@ -102,9 +102,9 @@ def test_an_idle_follower_reads_only_when_a_notification_wakes_it(
     reads = []
     real_read = follow._read_with_status
 
-    def counted(execution_id: str, after: int):
+    def counted(schema_name: str, execution_id: str, after: int):
         reads.append(after)
-        return real_read(execution_id, after)
+        return real_read(schema_name, execution_id, after)
 
     monkeypatch.setattr(follow, "_read_with_status", counted)
 
@@ -148,3 +148,35 @@ def test_a_follower_of_a_run_that_ended_without_a_terminal_event_stops(committed
 
     seen = async_to_sync(scenario)()
     assert [(event.seq, event.type) for event in seen] == [(1, "execution.started")]
+
+
+def test_a_follower_reads_its_tenant_s_log_whatever_the_connection_s_search_path(
+    committed_personas,
+):
+    """The follower's read names its schema (no `SET search_path` round trip): left on another
+    tenant's search path, the connection still reads alpha's log, and its path is untouched."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agents.core import follow
+    from agents.models import ExecutionEvent
+
+    alpha, bravo = committed_personas["alpha"], committed_personas["bravo"]
+    with schema_context(alpha.schema):
+        agent = make_agent(make_credential(kind="echo"), alpha.schema)
+        execution = Execution.objects.create(agent=agent, agent_version=1, status="running")
+        ExecutionEvent.objects.create(execution=execution, seq=1, type="execution.started")
+    with schema_context(bravo.schema):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW search_path")
+            before = cursor.fetchone()[0]
+        assert bravo.schema in before
+        with CaptureQueriesContext(connection) as captured:
+            ended, events = follow._read_with_status(alpha.schema, execution.id, 0)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW search_path")
+            assert cursor.fetchone()[0] == before
+    assert not ended and [(e.seq, e.type) for e in events] == [(1, "execution.started")]
+    assert not [q for q in captured.captured_queries if q["sql"].startswith("SET")]
+    # Another tenant's execution id is not found from alpha's schema (nothing leaks).
+    assert follow._read_with_status(bravo.schema, execution.id, 0) == (True, [])
