@@ -64,6 +64,8 @@ class Plan:
     # the platform opens a PostgreSQL connection per request (see docs/performance.md).
     max_inflight: int = 8
     drain_seconds: float = 8.0
+    m4_streams: int = 10_000  # idle open streams per kind (M4/M5: SSE, then WebSocket)
+    m4_idle_seconds: float = 10.0
 
 
 FULL = Plan("full")
@@ -85,4 +87,5 @@ QUICK = Plan(
     profile_executions=40,
     rewarm=5,
     drain_seconds=5.0,
+    m4_streams=500,
 )

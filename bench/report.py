@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from common import PROFILE_LANDMARKS, TARGETS
+from m4 import render_m4
 from stats import r3
 
 # ---------------------------------------------------------------------------------------------
@@ -236,6 +237,7 @@ def results_markdown(res: dict[str, Any]) -> str:
             f"{fmt(item['latency_ms'].get('p50'))} | {fmt(item['latency_ms'].get('p99'))} | "
             f"{item['errors']} |"
         )
+    lines.extend(render_m4(res))  # M4/M5 (bench/m4.py)
     add("\n### Request ladder (1 client, p50 of each rung, interleaved in random order)\n")
     add("| Rung | p50 ms | p90 ms |")
     add("|---|---|---|")

@@ -36,6 +36,7 @@ from common import FULL, HOST, PY, QUICK, RESULTS, ROOT, TARGETS, Plan
 from m1 import ladder, m1_closed, m1_open, warm_up
 from m2 import m2
 from m3 import db_accounting, m3
+from m4 import m4
 from m_openai import openai_phase
 from m_servers import parse_servers, servers_phase
 from profiling import profile_phase, profile_summary
@@ -141,6 +142,7 @@ async def measure(
         if stats is not None:
             await fresh("DB accounting")
             res["db_accounting"] = await db_accounting(b, plan, stats, procs, log)
+        res["m4"] = await m4(b, plan, procs, stats, fresh, log)  # M4/M5: idle open streams
         if compare is not None:
             procs.stop("daphne")  # one server at a time on the machine
             res["server_comparison"] = await compare(b)
