@@ -230,7 +230,11 @@ TERMINAL_STATUSES = frozenset(
 
 class Execution(models.Model):
     id = models.CharField(primary_key=True, max_length=64, default=new_execution_id, editable=False)
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="executions")
+    # No index of its own: execution_agent_recent (agent, -created_at) serves lookups by agent.
+    # Every index costs each insert and each non-HOT update of the hottest table.
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="executions", db_index=False
+    )
     # The AgentVersion.version this run used (with ``agent``, it names the immutable config).
     agent_version = models.PositiveIntegerField()
     context = models.JSONField(default=dict)
@@ -257,8 +261,14 @@ class Execution(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Indexed in Meta (no varchar_pattern_ops twin: nothing searches it with LIKE).
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        db_index=False,
     )
     principal = models.CharField(max_length=200, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
@@ -277,6 +287,7 @@ class Execution(models.Model):
             models.Index(fields=["agent", "-created_at"], name="execution_agent_recent"),
             models.Index(fields=["status", "-created_at"], name="execution_status_recent"),
             models.Index(fields=["-created_at"], name="execution_recent"),
+            models.Index(fields=["parent"], name="execution_parent"),
             # Context queries (by key, by several filters, by nested path) use JSON containment.
             GinIndex(
                 fields=["context"], opclasses=["jsonb_path_ops"], name="execution_context_gin"
@@ -322,7 +333,10 @@ class ExecutionEvent(models.Model):
     """One entry of an execution's event log, numbered from 1 without gaps. Consecutive chunks
     are coalesced into one row, so a long answer does not cost a row per token."""
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the unique (execution, seq) serves every lookup by execution.
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=32)
     data = models.JSONField(default=dict)
