@@ -1,18 +1,20 @@
 """M4 / M5: idle open streams on one node (SSE, then WebSocket).
 
-Per kind: a freshly started daphne; a few executions that are running but silent (the fake
-LLM answers its headers, then waits ``SILENCE`` seconds per chunk: the platform's provider
-read timeout is 60 s); N followers of those executions, opened from this process with raw
-sockets (``m4_clients``). Measured on the server process: RSS (and PSS / USS from
-``smaps_rollup``) before and after opening N, per stream = delta / opened; PostgreSQL
-connections of the bench database with 0 and N streams open; CPU over ``m4_idle_seconds``
-while N are open and idle (followers wait for a NOTIFY, they must not poll); whether every
-follower got its heartbeat (SSE ``: keep-alive`` every ``SSE_HEARTBEAT_SECONDS``; daphne's
-WebSocket ping every 20 s), and the end of its execution once the runs are cancelled.
+Per kind: a freshly started daphne; a few background executions that stay queued (the bench
+starts no worker), so they are not finished and emit nothing for as long as the phase needs; N
+followers of them, opened from this process with raw sockets (``m4_clients``). A stalled
+*streamed* run cannot stay silent that long: the provider read timeout (60 s) ends it, and each
+chunk it sends wakes every follower. The follower's path is the same either way (read the log,
+wait for a NOTIFY). Measured on the server process: RSS (and PSS / USS from ``smaps_rollup``)
+before and after opening N, per stream = delta / opened, and its threads; PostgreSQL connections
+of the bench database with 0 and N streams open; CPU over ``m4_idle_seconds`` while N are open
+and idle (followers must not poll); whether every follower got a heartbeat after it opened (SSE
+``: keep-alive`` every ``SSE_HEARTBEAT_SECONDS``; daphne's WebSocket ping every 20 s), and the
+end (``cancelled``) once the runs are cancelled.
 
 The bench tenant is measured without a plan (``--limits none``): no stream lease is taken. With
 ``--limits metered`` the plan caps streams at 100,000 per tenant and per key, out of reach, and
-every stream then takes and renews a lease row (one statement each).
+every stream then takes and renews a lease row.
 """
 
 from __future__ import annotations
@@ -31,11 +33,10 @@ from common import HOST, MESSAGE, Plan
 from m4_clients import Follower, SseFollower, WsFollower, open_all
 from servers import PgStats, Processes
 
-SILENCE = 50.0  # seconds between the stalled runs' chunks (below the 60 s read timeout)
-CHUNKS = 20  # a run lasts at most CHUNKS * SILENCE; the phase cancels it long before
 EXECUTIONS = 4  # runs followed; follower i follows run i % EXECUTIONS
-OPEN_CONCURRENCY = 100
-OPEN_TIMEOUT = 30.0
+OPEN_PER_SECOND = 100.0
+# An SSE attach with nothing to replay gets its response head with the first heartbeat.
+OPEN_TIMEOUT = 45.0
 SETTLE_SECONDS = 3.0
 # How long after the last open every follower must have had a heartbeat.
 HEARTBEAT_WAIT = {"sse": 15.0 + 10.0, "websocket": 20.0 + 10.0}
@@ -83,52 +84,25 @@ def nofile_of(pid: int) -> str | None:
     return None
 
 
-async def start_silent_runs(b: Bench, count: int) -> tuple[list[str], list[str], float]:
-    """``count`` streamed runs whose upstream call stalls; returns (execution ids, their stream
-    paths, when the fake received the last upstream call)."""
-    await b.clear("stream")
-    step = {"reply": "end", "chunks": CHUNKS, "first_token_delay": SILENCE}
-    await b.script("stream", {**step, "chunk_delay": SILENCE}, count)
-    agent = b.agents["stream"]["agent_id"]
-    body = {
-        "input": {"message": MESSAGE},
-        "execution_config": {"timeout_seconds": 900, "on_disconnect": "continue"},
-    }
+async def start_queued_runs(b: Bench, count: int) -> tuple[list[str], list[str], list[str]]:
+    """``count`` background runs, queued (no worker): (execution ids, stream paths, their
+    statuses a moment later: they must still be ``queued``)."""
+    agent = b.agents["fast"]["agent_id"]
+    body = {"input": {"message": MESSAGE}, "execution_config": {"mode": "background"}}
     ids, paths = [], []
     for _ in range(count):
-        async with b.platform.stream(
-            "POST",
-            f"/agents/{agent}/execute/stream",
-            json=body,
-            headers={"accept": "text/event-stream"},
-        ) as r:
-            if r.status_code != 200:
-                raise RuntimeError(f"starting a silent run: HTTP {r.status_code}")
-            path = r.headers["location"]  # /agents/{a}/executions/{id}/stream
-        paths.append(path)
-        ids.append(path.rstrip("/").split("/")[-2])
-    # Running means: the upstream call reached the fake (it then stays silent).
-    key = b.agents["stream"]["fake_key"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        logged = (await b.control.get("/_control/requests", params={"key": key})).json()
-        if len(logged["requests"]) >= count:
-            return ids, paths, time.monotonic()
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the silent runs did not reach the fake LLM within 30 s")
-
-
-def quiet_start(now: float, upstream_at: float, seconds: float) -> float:
-    """The first moment from ``now`` whose window of ``seconds`` holds no chunk of the stalled
-    runs (a chunk wakes every follower: that is not idleness)."""
-    start = now
-    for k in range(1, CHUNKS + 1):
-        chunk = upstream_at + k * SILENCE
-        if start + seconds < chunk - 1.0:
-            break
-        if start < chunk + 8.0:
-            start = max(start, chunk + 8.0)
-    return start
+        r = await b.platform.post(f"/agents/{agent}/execute", json=body)
+        if r.status_code != 202:
+            raise RuntimeError(f"queueing a run: HTTP {r.status_code} {r.text[:200]}")
+        location = r.headers["location"]  # /agents/{a}/executions/{id}
+        paths.append(location + "/stream")
+        ids.append(location.rstrip("/").split("/")[-1])
+    await asyncio.sleep(SETTLE_SECONDS)
+    statuses = [
+        str((await b.platform.get(f"/executions/{execution_id}")).json().get("status"))
+        for execution_id in ids
+    ]
+    return ids, paths, statuses
 
 
 async def wait_until(check: Callable[[], bool], deadline: float) -> bool:
@@ -163,14 +137,15 @@ async def one_kind(
         "nofile_server": nofile_of(pid),
         "executions": EXECUTIONS,
     }
-    ids, paths, upstream_at = await start_silent_runs(b, EXECUTIONS)
-    await asyncio.sleep(SETTLE_SECONDS)
+    ids, paths, statuses = await start_queued_runs(b, EXECUTIONS)
+    res["followed_statuses"] = statuses
+    if any(status != "queued" for status in statuses):
+        raise RuntimeError(f"the followed runs are not queued: {statuses} (a worker running?)")
     db = (lambda: stats.connections()[0]) if stats is not None else (lambda: None)
     mem0, db0, client0 = memory_kib(pid), db(), memory_kib(os.getpid())
 
-    # From the start (after=0): the replayed execution.started makes the server send the
-    # response head at once. With nothing to replay, daphne sends the head only with the first
-    # body bytes (the heartbeat, SSE_HEARTBEAT_SECONDS later).
+    # A queued run has no event yet: daphne sends an SSE response head only with the first
+    # body bytes, the first heartbeat (SSE_HEARTBEAT_SECONDS after the request).
     def factory(i: int) -> Callable[[], Follower]:
         j = i % EXECUTIONS
         if kind == "sse":
@@ -179,7 +154,7 @@ async def one_kind(
 
     t0 = time.monotonic()
     followers, failures = await open_all(
-        [factory(i) for i in range(n)], HOST, port, OPEN_CONCURRENCY, OPEN_TIMEOUT
+        [factory(i) for i in range(n)], HOST, port, OPEN_PER_SECOND, OPEN_TIMEOUT
     )
     opened_at = time.monotonic()
     res["open_seconds"] = round(opened_at - t0, 2)
@@ -189,9 +164,7 @@ async def one_kind(
     await asyncio.sleep(SETTLE_SECONDS)
     mem1, db1, client1 = memory_kib(pid), db(), memory_kib(os.getpid())
 
-    # CPU while idle, in a window without a chunk of the stalled runs.
-    begin = quiet_start(time.monotonic(), upstream_at, plan.m4_idle_seconds)
-    await asyncio.sleep(max(0.0, begin - time.monotonic()))
+    # CPU while idle.
     cpu0, w0 = procs.cpu_seconds("daphne"), time.monotonic()
     beats0 = sum(f.heartbeats for f in followers)
     await asyncio.sleep(plan.m4_idle_seconds)
@@ -201,12 +174,12 @@ async def one_kind(
     if cpu0 is not None and cpu1 is not None:
         cpu_pct = round(100 * (cpu1 - cpu0) / (w1 - w0), 2)
 
-    # Every follower has had its heartbeat (they are really open, end to end).
+    # Every follower has had a heartbeat since it opened (really open, end to end).
     await wait_until(
-        lambda: all(f.heartbeats or f.closed for f in followers),
+        lambda: all(f.heartbeats > f.beats_at_open or f.closed for f in followers),
         opened_at + HEARTBEAT_WAIT[kind],
     )
-    beaten = sum(1 for f in followers if f.heartbeats)
+    beaten = sum(1 for f in followers if f.heartbeats > f.beats_at_open)
     alive = [f for f in followers if not f.closed]
     pongs: int | None = None
     if kind == "websocket":  # an application-level round trip on a sample, too
@@ -287,7 +260,6 @@ async def one_kind(
         f"connections {db0} -> {db1}, idle CPU {cpu_pct} %, heartbeat {beaten}, ended "
         f"{ended} in {res['end_seconds']} s"
     )
-    await b.clear("stream")
     return res
 
 
@@ -336,9 +308,12 @@ def render_m4(res: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "\n### M4 / M5 idle open streams on one node (one daphne process)\n",
-        "N followers of 4 running executions that emit nothing (the fake LLM stalls between "
-        "chunks); per stream = server RSS delta / streams opened. DB connections: the bench "
-        "database's client connections with 0 and N streams open.\n",
+        "N followers (opened 100 a second) of 4 executions that are not finished and emit "
+        "nothing (background runs left queued: the bench starts no worker); per stream = "
+        "server RSS delta / streams opened. DB connections: the bench database's client "
+        "connections with 0 and N streams open. Heartbeat got: followers that received a "
+        "heartbeat after they opened; end got: followers that received the end after the "
+        "runs were cancelled (in the seconds shown).\n",
         "| Kind | N asked | Opened | RSS / stream KiB (PSS, USS) | Threads / stream | "
         "DB connections 0 / N | Idle CPU % with N open | Heartbeat got | End got | Target | "
         f"Memory OK | ≥ {m['target_streams']:,} open |",
@@ -358,7 +333,8 @@ def render_m4(res: dict[str, Any]) -> list[str]:
             f"| {label} | {row['streams_asked']} | {row['opened']} | {_f(per['rss'])} "
             f"({_f(per['pss'])}, {_f(per['uss'])}) | {_f(row.get('threads_per_stream'), 2)} | "
             f"{_f(dbc['zero'])} / {_f(dbc['open'])} | "
-            f"{_f(row['idle_cpu_percent'], 2)} | {row['heartbeat_received']} | {row['ended']} | "
+            f"{_f(row['idle_cpu_percent'], 2)} | {row['heartbeat_received']} | {row['ended']} "
+            f"({_f(row.get('end_seconds'))} s) | "
             f"≤ {target:.0f} KiB | {'yes' if ok else 'no'} | "
             f"{'yes' if row['reached_target_streams'] else 'no'} |"
         )

@@ -37,6 +37,7 @@ class Follower(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.opened_at: float | None = None
         self.heartbeats = 0
+        self.beats_at_open = 0  # heartbeats that came with (or before) the open
         self.last_heartbeat_at: float | None = None
         self.terminal = False
         self.closed = False
@@ -66,6 +67,7 @@ class Follower(asyncio.Protocol):
     def opened(self) -> None:
         if not self.ready.done():
             self.opened_at = time.monotonic()
+            self.beats_at_open = self.heartbeats
             self.ready.set_result(None)
 
     def beat(self, count: int = 1) -> None:
@@ -113,7 +115,6 @@ class SseFollower(Follower):
                 return
             self.in_body = True
             data, self.buffer = self.buffer[end + 4 :], b""
-            self.opened()
         scan = self.buffer + data
         self.beat(scan.count(SSE_HEARTBEAT) - self.buffer.count(SSE_HEARTBEAT))
         if not self.terminal and any(m in scan for m in SSE_TERMINAL):
@@ -122,6 +123,10 @@ class SseFollower(Follower):
             self.done = True
             self.finish()
         self.buffer = scan[-_TAIL:]
+        # Open at the first whole message (the head alone may sit in a proxy or a buffer),
+        # after counting: the heartbeat that opened the stream is not a later one.
+        if b"\n\n" in scan:
+            self.opened()
 
 
 class WsFollower(Follower):
@@ -239,33 +244,41 @@ async def open_all(
     factories: list[Callable[[], Follower]],
     host: str,
     port: int,
-    concurrency: int,
+    per_second: float,
     each_seconds: float,
 ) -> tuple[list[Follower], dict[str, int]]:
-    """Open every follower (``concurrency`` handshakes in flight: daphne's listen backlog is
-    small, and a dropped SYN costs a 1 s retransmit). Returns the open ones and the failures
-    by reason."""
+    """Open every follower, ``per_second`` new connections a second, each given
+    ``each_seconds`` to be open. Paced rather than a fixed number in flight: an SSE stream
+    with nothing to replay gets its response head only with its first heartbeat, so "in
+    flight" would mostly be waiting; and a burst beyond what the server handles queues its
+    requests on the PostgreSQL pool until they time out (503). Returns the open followers
+    and the failures by reason."""
     loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(concurrency)
     failures: dict[str, int] = {}
     followers: list[Follower] = []
 
-    async def one(factory: Any) -> None:
-        async with gate:
-            made: list[Follower] = []
-            try:
-                _, follower = await asyncio.wait_for(
-                    loop.create_connection(factory, host, port), each_seconds
-                )
-                made.append(follower)
-                await asyncio.wait_for(asyncio.shield(follower.ready), each_seconds)
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:160]
-                failures[reason] = failures.get(reason, 0) + 1
-                for half_open in made:  # connected, no answer in time: not left behind
-                    half_open.close()
-                return
-            followers.append(follower)
+    async def one(factory: Callable[[], Follower]) -> None:
+        made: list[Follower] = []
+        try:
+            _, follower = await asyncio.wait_for(
+                loop.create_connection(factory, host, port), each_seconds
+            )
+            made.append(follower)
+            await asyncio.wait_for(asyncio.shield(follower.ready), each_seconds)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:160]
+            failures[reason] = failures.get(reason, 0) + 1
+            for half_open in made:  # connected, no answer in time: not left behind
+                half_open.close()
+            return
+        followers.append(follower)
 
-    await asyncio.gather(*(one(f) for f in factories))
+    tasks = []
+    start = loop.time()
+    for i, factory in enumerate(factories):
+        delay = start + i / per_second - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(factory)))
+    await asyncio.gather(*tasks)
     return followers, failures
