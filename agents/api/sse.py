@@ -14,8 +14,9 @@ original's names): ``chunk`` and ``thinking`` carry their text as the data (mult
 several ``data:`` lines, per the SSE spec); ``tool_call``, ``tool_result``, ``complete`` (the
 blocking response JSON), ``error``, ``reset`` (drop the text of chunks from
 ``discard_from_sequence`` on: that attempt is being retried) and our ``execution.started``,
-``usage`` and ``cancelled`` carry JSON; the stream ends with ``data: [DONE]``. ``: keep-alive``
-comments are sent after ``SSE_HEARTBEAT_SECONDS`` of silence. If the database stays away
+``usage`` and ``cancelled`` carry JSON; the stream ends with ``data: [DONE]``. It starts with a
+``: stream open`` comment (the headers go out at once), and ``: keep-alive`` comments are sent
+after ``SSE_HEARTBEAT_SECONDS`` of silence. If the database stays away
 longer than ``STREAM_DB_PATIENCE_SECONDS``, the stream ends with an ``error`` event *without*
 an ``id`` (``code: stream_interrupted``, ``retryable: true``) and no ``[DONE]``: reconnect with
 ``Last-Event-ID`` and nothing is lost.
@@ -190,8 +191,15 @@ def interrupted(execution_id: str) -> bytes:
     )
 
 
+OPENED = b": stream open\n\n"
+
+
 async def sse_events(schema: str, execution_id: str, *, after: int) -> AsyncIterator[bytes]:
     """Stored events with ``seq > after``, then live ones, then ``[DONE]``."""
+    # A comment first: the server sends the response headers with the first body bytes, so a
+    # client attaching to a quiet run would otherwise wait up to a heartbeat for its 200 (and a
+    # proxy with a header timeout would give up).
+    yield OPENED
     try:
         async for event in follow_events(
             schema, execution_id, after=after, idle=settings.SSE_HEARTBEAT_SECONDS

@@ -56,7 +56,9 @@ def test_sse_stream_then_attach_replays_and_resumes(live_server_url, live_agent,
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             location = response.headers["Location"]
-            events = sse_events(response)
+            opening, *events = sse_events(response)
+        # A comment first (the headers go out with it), then the events.
+        assert (opening.event, opening.data) == (":", "stream open")
         ids = [e.id for e in events if e.id is not None]
         assert ids == list(range(1, len(ids) + 1))
         assert events[-1].data == "[DONE]" and events[-1].id is None
@@ -70,7 +72,7 @@ def test_sse_stream_then_attach_replays_and_resumes(live_server_url, live_agent,
         assert location == f"/agents/{live_agent.agent.id}/executions/{execution_id}/stream"
 
         with client.stream("GET", location, headers=headers) as replay:
-            replayed = sse_events(replay)
+            _, *replayed = sse_events(replay)
         assert [(e.id, e.event, e.data) for e in replayed] == [
             (e.id, e.event, e.data) for e in events
         ]
@@ -79,7 +81,7 @@ def test_sse_stream_then_attach_replays_and_resumes(live_server_url, live_agent,
         assert [e.id for e in resumed if e.id is not None] == [i for i in ids if i > 2]
         assert resumed[-1].data == "[DONE]"
         with client.stream("GET", f"{location}?after={ids[-1]}", headers=headers) as end:
-            assert [e.data for e in sse_events(end)] == ["[DONE]"]
+            assert [e.data for e in sse_events(end)] == ["stream open", "[DONE]"]
 
 
 def test_client_disconnect_cancels_the_run_and_the_upstream_call(
@@ -255,3 +257,23 @@ def test_repeats_of_an_in_flight_key_wait_without_holding_database_connections(
     assert {a.json()["execution_id"] for a in answers} == {answers[0].json()["execution_id"]}
     assert all(a.headers.get("Idempotent-Replayed") == "true" for a in answers[1:])
     assert len(fake_llm.requests(live_agent.key)) == 1
+
+
+def test_attaching_to_a_quiet_run_gets_its_headers_at_once(live_server_url, live_agent):
+    """A stream's headers go out with its first bytes: a comment is sent at once, so a client
+    attaching to a run that emits nothing yet gets its 200 now, not after a heartbeat (15 s)."""
+    headers = auth(live_agent.persona.user_key)
+    with _client(live_server_url) as client:
+        queued = client.post(
+            f"/agents/{live_agent.agent.id}/execute",
+            headers=headers,
+            json={"input": {"message": "later"}, "execution_config": {"mode": "background"}},
+        )
+        assert queued.status_code == 202
+        # No worker: the run stays queued and silent. Far less than a heartbeat to answer.
+        with client.stream(
+            "GET", queued.headers["Location"] + "/stream", headers=headers, timeout=3.0
+        ) as stream:
+            assert stream.status_code == 200
+            assert next(stream.iter_lines()).startswith(":")
+        client.post(f"/executions/{queued.json()['execution_id']}/cancel", headers=headers)
