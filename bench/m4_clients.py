@@ -30,7 +30,8 @@ class Follower(asyncio.Protocol):
     """What both kinds record: open (headers / subscription acknowledged), heartbeats seen,
     the end of the execution seen, closed by the server."""
 
-    def __init__(self) -> None:
+    def __init__(self, head: bytes) -> None:
+        self.head = head  # the HTTP request that opens the stream
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = loop.create_future()
         self.ended: asyncio.Future[None] = loop.create_future()
@@ -46,10 +47,7 @@ class Follower(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.transport.write(self.request())
-
-    def request(self) -> bytes:
-        raise NotImplementedError
+        self.transport.write(self.head)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -89,18 +87,16 @@ class SseFollower(Follower):
     """``GET`` of an execution's stream from a cursor (``Last-Event-ID``)."""
 
     def __init__(self, host: str, port: int, path: str, auth: str, after: int) -> None:
-        super().__init__()
-        self.head = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
-            f"Accept: text/event-stream\r\nLast-Event-ID: {after}\r\n\r\n"
-        ).encode()
+        super().__init__(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: {auth}\r\n"
+                f"Accept: text/event-stream\r\nLast-Event-ID: {after}\r\n\r\n"
+            ).encode()
+        )
         self.buffer = b""  # until the response head is in; then only a tail
         self.in_body = False
         self.done = False
         self.terminal_event = False  # a complete / error / cancelled event came before [DONE]
-
-    def request(self) -> bytes:
-        return self.head
 
     def data_received(self, data: bytes) -> None:
         if not self.in_body:
@@ -136,22 +132,20 @@ class WsFollower(Follower):
     pong: those pings are this kind's heartbeat, and each is answered."""
 
     def __init__(self, host: str, port: int, auth: str, execution_id: str, after: int) -> None:
-        super().__init__()
         key = base64.b64encode(os.urandom(16)).decode()
-        self.head = (
-            f"GET /agents/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: {auth}\r\n\r\n"
-        ).encode()
+        super().__init__(
+            (
+                f"GET /agents/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\nAuthorization: {auth}\r\n\r\n"
+            ).encode()
+        )
         self.subscribe = {"type": "subscribe", "execution_id": execution_id, "after": after}
         self.buffer = b""
         self.upgraded = False
         self.authenticated = False
         self.pongs = 0
         self.types: dict[str, int] = {}
-
-    def request(self) -> bytes:
-        return self.head
 
     def send_json(self, message: dict[str, Any]) -> None:
         self.send_frame(0x1, json.dumps(message).encode())

@@ -123,14 +123,19 @@ def test_on_disconnect_continue_lets_the_run_finish(live_server_url, live_agent,
         assert Execution.objects.get(pk=execution_id).output == "a b c d e f"
 
 
+def _queue_background(client: httpx.Client, live_agent, headers: dict[str, str]) -> httpx.Response:
+    """A background run; no worker runs in these tests, so it stays queued until cancelled."""
+    return client.post(
+        f"/agents/{live_agent.agent.id}/execute",
+        headers=headers,
+        json={"input": {"message": "later"}, "execution_config": {"mode": "background"}},
+    )
+
+
 def test_background_run_is_202_with_location_and_cancellable(live_server_url, live_agent):
     headers = auth(live_agent.persona.user_key)
     with _client(live_server_url) as client:
-        response = client.post(
-            f"/agents/{live_agent.agent.id}/execute",
-            headers=headers,
-            json={"input": {"message": "later"}, "execution_config": {"mode": "background"}},
-        )
+        response = _queue_background(client, live_agent, headers)
         assert response.status_code == 202
         execution_id = response.json()["execution_id"]
         assert response.headers["Location"].endswith(f"/executions/{execution_id}")
@@ -264,11 +269,7 @@ def test_attaching_to_a_quiet_run_gets_its_headers_at_once(live_server_url, live
     attaching to a run that emits nothing yet gets its 200 now, not after a heartbeat (15 s)."""
     headers = auth(live_agent.persona.user_key)
     with _client(live_server_url) as client:
-        queued = client.post(
-            f"/agents/{live_agent.agent.id}/execute",
-            headers=headers,
-            json={"input": {"message": "later"}, "execution_config": {"mode": "background"}},
-        )
+        queued = _queue_background(client, live_agent, headers)
         assert queued.status_code == 202
         # No worker: the run stays queued and silent. Far less than a heartbeat to answer.
         with client.stream(
