@@ -26,7 +26,6 @@ Message = tuple[str, str, dict[str, Any]]  # subject, Nats-Msg-Id, payload
 async def _stored(url: str, subjects: str) -> list[Message]:
     """Every message JetStream holds on ``subjects`` (a fresh ephemeral consumer)."""
     import nats
-    from nats.errors import TimeoutError as NatsTimeout
 
     client = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1)
     try:
@@ -39,7 +38,9 @@ async def _stored(url: str, subjects: str) -> list[Message]:
         while True:
             try:
                 batch = await subscription.fetch(100, timeout=0.5)
-            except NatsTimeout:
+            except TimeoutError:
+                # nats' own TimeoutError subclasses this one, and fetch() raises the plain
+                # one when its deadline has passed before the lingering pull is sent.
                 break
             for message in batch:
                 headers = message.headers or {}
