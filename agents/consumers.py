@@ -21,8 +21,11 @@ Wire format: ``agents.ws_protocol``. Lifecycle of a connection:
 - Every ORM call runs through ``tenants.context.in_schema(schema, …)`` with the connection's
   schema: never on the ambient schema of the shared database thread.
 - Slow readers: messages go through a bounded outbox to one writer, which waits while daphne's
-  send buffer is over its high-water mark; a client that stays that slow for
-  ``SLOW_CONSUMER_SECONDS`` is disconnected with 4008, so memory per connection stays bounded.
+  send buffer is over its high-water mark (under granian: while ``send`` waits for the socket);
+  a client that stays that slow for ``SLOW_CONSUMER_SECONDS`` is disconnected with 4008, so
+  memory per connection stays bounded. uvicorn's WebSocket implementations give neither signal
+  (``send`` returns while the frames pile up in the transport), one reason it is not the
+  production server.
 - Workflow events: ``subscribe_resource`` / ``subscribe_workflow`` follow a resource's or a
   workflow's stored event log (``workflow_bridge.events``) from ``after``, like ``subscribe``
   follows an execution's; they count towards the same ``MAX_FOLLOWERS``.
@@ -31,6 +34,7 @@ Wire format: ``agents.ws_protocol``. Lifecycle of a connection:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -523,7 +527,14 @@ class AgentsConsumer(AsyncWebsocketConsumer):
                 if not await self.outbox.flow.wait_writable(SLOW_CONSUMER_SECONDS):
                     await self._slow_consumer()
                     return
-                await self.send(text_data=item.text)
+                try:
+                    # granian (no push producer to attach) makes ``send`` itself wait while
+                    # the socket's buffer is full.
+                    async with asyncio.timeout(SLOW_CONSUMER_SECONDS):
+                        await self.send(text_data=item.text)
+                except TimeoutError:
+                    await self._slow_consumer()
+                    return
                 self.outbox.sent(item)
         except Exception:
             # Nothing can be sent any more: say so rather than leave the client waiting.
@@ -544,7 +555,11 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         self.slow = self.closing = True
         for follower in self.followers.values():
             follower.stop()
-        await self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer")
+        # Where ``send`` waits for the socket, the close frame may wait behind the unread data:
+        # the followers are stopped, so nothing more is queued for this client either way.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SLOW_CONSUMER_SECONDS):
+                await self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer")
 
     def _credential_lapsed(self, reason: str) -> None:
         """The key behind this connection was revoked or expired, or its tenant suspended."""
