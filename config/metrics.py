@@ -1,6 +1,6 @@
 """Prometheus metrics, shared by every process of a host (prometheus-client's multiprocess mode).
 
-Each process (daphne, ``manage.py worker``) writes its samples to memory-mapped files in
+Each process (every web worker, ``manage.py worker``) writes its samples to memory-mapped files in
 ``PROMETHEUS_MULTIPROC_DIR`` (default ``DATA_DIR/prometheus``); ``/metrics`` on any web process
 reads all of them, so one scrape shows the sum over the host's processes. The library reads the
 variable when it is first imported, so this module sets it before importing it and must be the

@@ -22,8 +22,9 @@ from config.database import database_outage, database_unavailable
 from config.logs import bind_request
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# One line per request, in the structured format, with the request's ids (daphne's own access
-# log is plain text without them: run daphne with ``-v 0``, see docs/operations/observability.md).
+# One line per request, in the structured format, with the request's ids (a server's own access
+# log is plain text without them: production runs granian without one, see
+# docs/operations/observability.md).
 access_logger = logging.getLogger("config.access")
 
 

@@ -288,16 +288,39 @@ SERVER_COMMANDS = {
         "websockets-sansio",
         "config.asgi:application",
     ],
+    # As deployed (platform/Procfile) but for the address and one worker process: granian's
+    # "asgi" interface sends lifespan events ("asginl" would not), and its supervisor passes
+    # SIGTERM on to the worker.
+    "granian": [
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--ws",
+        "--backpressure",
+        "20000",
+        "--log-level",
+        "warning",
+        "config.asgi:application",
+    ],
 }
-# The server live tests run the platform under: daphne, as deployed, unless LIVE_SERVER names
-# uvicorn (to run the live tests against the server the benchmark compares it with).
-LIVE_SERVER = os.environ.get("LIVE_SERVER", "daphne")
+# The server live tests run the platform under: granian, as deployed, unless LIVE_SERVER names
+# daphne (the development server, `manage.py runserver`) or uvicorn.
+LIVE_SERVER = os.environ.get("LIVE_SERVER", "granian")
 
 
 def spawn_server(
-    env: dict[str, str], log: IO[bytes], log_path: Path, server: str = "daphne"
+    env: dict[str, str], log: IO[bytes], log_path: Path, server: str = LIVE_SERVER
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """``server`` (daphne or uvicorn) serving ``config.asgi`` on a free local port with
+    """``server`` (a name in :data:`SERVER_COMMANDS`) serving ``config.asgi`` on a free local port with
     ``env``, its output into ``log``; returns (process, base URL) once ``/healthz`` answers
     (RuntimeError otherwise)."""
     port = _free_port()
@@ -308,12 +331,6 @@ def spawn_server(
     url = f"http://127.0.0.1:{port}"
     _wait_healthy(proc, url, log_path, server)
     return proc, url
-
-
-def spawn_daphne(
-    env: dict[str, str], log: IO[bytes], log_path: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    return spawn_server(env, log, log_path, "daphne")
 
 
 def live_env(**env_overrides: str) -> dict[str, str]:
@@ -340,8 +357,8 @@ def live_env(**env_overrides: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def live_server(server: str = "daphne", **env_overrides: str) -> Iterator[LiveServer]:
-    """The real ASGI app under ``server`` (daphne or uvicorn), in another process, on the test
+def live_server(server: str = LIVE_SERVER, **env_overrides: str) -> Iterator[LiveServer]:
+    """The real ASGI app under ``server`` (a name in :data:`SERVER_COMMANDS`), in another process, on the test
     database. Stopped with SIGTERM; one that does not exit within 10 s fails the test."""
     # The server's log goes to a file: a pipe nobody reads fills up (64 KiB) and then blocks
     # the server on its next log line.
@@ -367,18 +384,10 @@ def live_server(server: str = "daphne", **env_overrides: str) -> Iterator[LiveSe
         raise AssertionError(f"{server} did not exit within 10 s of SIGTERM")
 
 
-@contextlib.contextmanager
-def daphne_server(**env_overrides: str) -> Iterator[LiveServer]:
-    """The real ASGI app under daphne (or ``LIVE_SERVER``), in another process, on the test
-    database."""
-    with live_server(LIVE_SERVER, **env_overrides) as server:
-        yield server
-
-
 @pytest.fixture(scope="session")
 def live_server_url(personas: dict[str, Persona]) -> Iterator[LiveServer]:
-    """The real ASGI app under daphne, shared by the session's live tests."""
-    with daphne_server() as server:
+    """The real ASGI app under ``LIVE_SERVER``, shared by the session's live tests."""
+    with live_server() as server:
         yield server
 
 

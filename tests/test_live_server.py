@@ -1,4 +1,4 @@
-"""End to end: the real ASGI app under daphne, driven over HTTP by httpx."""
+"""End to end: the real ASGI app under the live tests' server, driven over HTTP by httpx."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from tenants.erasure import tenant_delete
 from tenants.services import tenant_create
 from tests.agents.conftest import make_agent, make_credential
 from tests.api.conftest import auth, llm_agent_for
-from tests.conftest import Persona, daphne_server
+from tests.conftest import Persona, live_server
 
 CACHED_TABLES = ('"agents_agent"', '"agents_modelprice"', '"agents_providercredential"')
 
@@ -206,7 +206,7 @@ def test_a_live_server_sees_changes_made_elsewhere_by_notify(
     made = llm_agent_for(alpha, fake_llm)
     agent_id, schema = made.agent.id, alpha.schema
     with (
-        daphne_server(RUN_CONFIG_CACHE_SECONDS="3600") as server,
+        live_server(RUN_CONFIG_CACHE_SECONDS="3600") as server,
         httpx.Client(base_url=server.url, timeout=20) as client,
     ):
 

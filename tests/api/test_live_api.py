@@ -1,4 +1,4 @@
-"""End to end against daphne in another process: blocking runs, SSE streams, resume,
+"""End to end against the live server in another process: blocking runs, SSE streams, resume,
 disconnects, background runs and concurrent idempotent requests."""
 
 from __future__ import annotations
@@ -236,13 +236,13 @@ def test_repeats_of_an_in_flight_key_wait_without_holding_database_connections(
 ):
     """Eight repeats of a key whose run is still going wait for it on a server whose pool has
     two connections: they hold none while waiting, so other requests are served meanwhile."""
-    from tests.conftest import daphne_server
+    from tests.conftest import live_server
 
     fake_llm.script(live_agent.key, {"reply": "slow and once", "chunks": 6, "chunk_delay": 0.4})
     headers = {**auth(live_agent.persona.user_key), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
     path = f"/agents/{live_agent.agent.id}/execute"
     body = {"input": {"message": "once"}}
-    with daphne_server(DATABASE_POOL_MAX_SIZE="2", IDEMPOTENCY_WAIT_SECONDS="20") as server:
+    with live_server(DATABASE_POOL_MAX_SIZE="2", IDEMPOTENCY_WAIT_SECONDS="20") as server:
         with httpx.Client(base_url=server.url, timeout=30) as client, ThreadPoolExecutor(9) as pool:
             first = pool.submit(client.post, path, headers=headers, json=body)
             fake_llm.wait_for(live_agent.key, lambda request: True)  # the run is under way

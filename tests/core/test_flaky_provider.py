@@ -1,6 +1,6 @@
 """A flaky provider through the whole platform: ~30 % of calls answered 429/500/503 and ~15 %
 of the other streams broken (dropped, truncated, malformed JSON), an agent allowed six attempts,
-runs over REST (blocking) and SSE against daphne in another process. At least 99 % of them
+runs over REST (blocking) and SSE against the live server in another process. At least 99 % of them
 complete (with a 40.5 % chance per attempt of a fault, a run fails only after six in a row:
 0.44 %); the breaker of the tenant's credential does not open on this failure rate, and the
 other tenant's runs on the same provider are untouched.

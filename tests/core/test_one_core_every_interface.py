@@ -1,4 +1,4 @@
-"""One execution core under every interface, tried end to end against daphne in another
+"""One execution core under every interface, tried end to end against the live server in another
 process: the same body gets the same answer over REST, SSE and the WebSocket; an
 Idempotency-Key holds across them; a blocking run is watched live; a retried stream tells every
 client to drop the text it withdrew."""

@@ -1,4 +1,4 @@
-"""docs/agents/mcp.md, executed: its shell blocks run in order against a live daphne on the
+"""docs/agents/mcp.md, executed: its shell blocks run in order against a live server on the
 test database, its Python session runs as written, and its desktop client configuration is
 read the way such a client reads it and used to connect."""
 

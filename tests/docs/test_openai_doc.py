@@ -1,4 +1,4 @@
-"""docs/agents/openai.md, executed: its shell blocks run in order against a live daphne on the
+"""docs/agents/openai.md, executed: its shell blocks run in order against a live server on the
 test database, and its Python session (the official OpenAI SDK) runs as written."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """docs/agents/workflows.md, executed: its shell blocks run in order, in one bash, against a
-live daphne and a real worker on the test database (its files written where it expects them).
+live server and a real worker on the test database (its files written where it expects them).
 If the page and the platform drift apart, this fails."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from django_tenants.utils import schema_context
 
 from agents.models import Execution, UsageCounter
 from tests.api.conftest import auth, llm_agent_for, sse_events
-from tests.conftest import daphne_server
+from tests.conftest import live_server
 from tests.limits.conftest import flush_redis_buckets, price, redis_reachable
 from tests.mcp.conftest import INITIALIZE
 from tests.ws.conftest import authed, recv, send
@@ -47,7 +47,7 @@ def test_request_buckets_are_shared_by_two_server_processes(backend, committed_p
     alpha, bravo = committed_personas["alpha"], committed_personas["bravo"]
     flush_redis_buckets()
     plan_on(alpha, requests_per_minute_per_key=4, requests_per_minute=6)
-    with daphne_server(**env) as one, daphne_server(**env) as two:
+    with live_server(**env) as one, live_server(**env) as two:
         servers = [one.url, two.url]
         # Each process's cache was filled before or after the change: wait until both see it.
         for url in servers:
@@ -230,7 +230,7 @@ def test_overloaded_process_sheds_load_with_503(committed_personas, fake_llm, se
         {"reply": "slow one two three", "chunks": 4, "chunk_delay": 1.0},
         {"reply": "after"},
     )
-    with daphne_server(MAX_RUNS_PER_PROCESS="1", SHED_RETRY_AFTER_SECONDS="3") as server:
+    with live_server(MAX_RUNS_PER_PROCESS="1", SHED_RETRY_AFTER_SECONDS="3") as server:
         with httpx.Client(base_url=server.url, headers=auth(alpha.user_key), timeout=30) as c:
             with c.stream(
                 "POST",
@@ -339,7 +339,7 @@ def test_a_plan_change_reaches_a_running_process_by_notify(committed_personas, p
     """The server's cache would keep a plan for an hour: only the plan_changes notification
     can make it see the change within the deadline."""
     alpha = committed_personas["alpha"]
-    with daphne_server(PLAN_CACHE_SECONDS="3600") as server:
+    with live_server(PLAN_CACHE_SECONDS="3600") as server:
         plan_on(alpha, executions_per_day=10)
         # The first read may come before or after the change; from then on it is cached.
         wait_for_plan(server.url, alpha.readonly_key, "executions_per_day", 10)

@@ -1,4 +1,4 @@
-"""The MCP server end to end: the SDK's own client over HTTP against daphne in another process,
+"""The MCP server end to end: the SDK's own client over HTTP against the live server in another process,
 in both protocol eras (2025-11-25's initialize handshake and stateless 2026-07-28)."""
 
 from __future__ import annotations

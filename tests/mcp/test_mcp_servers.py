@@ -34,9 +34,9 @@ def _status_becomes(schema: str, wanted: str, timeout: float) -> str:
     return status
 
 
-@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+@pytest.mark.parametrize("server", ["daphne", "uvicorn", "granian"])
 def test_each_asgi_server_serves_mcp_and_stops_cleanly(server, live_agent, fake_llm):
-    """uvicorn sends lifespan events, daphne none: the session manager starts either way, and
+    """uvicorn and granian send lifespan events, daphne none: the session manager starts either way, and
     SIGTERM ends the process within 10 s after MCP work (``live_server`` fails otherwise)."""
     with live_server(server) as live:
         for mode in MODES:
@@ -55,7 +55,7 @@ def test_each_asgi_server_serves_mcp_and_stops_cleanly(server, live_agent, fake_
 
 def test_two_processes_behind_one_url(live_agent, fake_llm):
     schema = live_agent.persona.schema
-    with live_server("daphne") as first, live_server("daphne") as second:
+    with live_server() as first, live_server() as second:
         with round_robin_proxy([first.port, second.port]) as proxy:
             fake_llm.script(
                 live_agent.key, {"reply": "one two three", "chunks": 3, "chunk_delay": 0.05}
@@ -150,7 +150,7 @@ def test_a_cancel_notification_sent_to_another_process_stops_the_call(live_agent
         "method": "notifications/cancelled",
         "params": {"requestId": "call-1", "reason": "user gave up"},
     }
-    with live_server("daphne") as first, live_server("daphne") as second:
+    with live_server() as first, live_server() as second:
         with httpx.Client(timeout=20) as client:
             with client.stream("POST", f"{first.url}/mcp", json=call, headers=headers) as stream:
                 assert stream.status_code == 200, stream.read()
@@ -188,7 +188,7 @@ def test_a_legacy_subscription_made_on_one_process_notifies_from_the_other(live_
     """The session's notification stream (GET) and its resources/subscribe go to different
     processes: the subscription is stored, the stream's process follows it."""
     fake_llm.script(live_agent.key, {"reply": "a b c d", "chunks": 4, "chunk_delay": 0.3})
-    with live_server("daphne") as first, live_server("daphne") as second:
+    with live_server() as first, live_server() as second:
         with round_robin_proxy([first.port, second.port]) as proxy:
 
             async def main() -> list[Any]:

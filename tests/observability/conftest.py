@@ -1,4 +1,4 @@
-"""Live processes whose output the observability tests read: daphne and workers with their
+"""Live processes whose output the observability tests read: the web server and workers with their
 logs kept in files, and the helpers to parse those logs."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from django_tenants.utils import schema_context
 
-from tests.conftest import ROOT, Persona, live_env
+from tests.conftest import LIVE_SERVER, ROOT, SERVER_COMMANDS, Persona, live_env
 from tests.worker.conftest import clean_queue, spawn_worker  # noqa: F401 (fixtures)
 
 
@@ -33,9 +33,6 @@ class LoggedServer:
         return self.log.read_text(errors="replace")
 
 
-DAPHNE = [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1"]
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -43,14 +40,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def logged_daphne(log: Path, **env: str) -> Iterator[LoggedServer]:
-    """daphne serving the platform as deployed (``-v 0``: no plain-text access log of its
-    own), stdout and stderr into ``log`` (kept for the test)."""
+def logged_server(log: Path, **env: str) -> Iterator[LoggedServer]:
+    """The live tests' server serving the platform as deployed (no plain-text access log of
+    its own), stdout and stderr into ``log`` (kept for the test)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [*DAPHNE, "-p", str(port), "config.asgi:application"],
+            [sys.executable, *(arg.format(port=port) for arg in SERVER_COMMANDS[LIVE_SERVER])],
             cwd=ROOT,
             env=live_env(**env),
             stdout=sink,
@@ -65,7 +62,9 @@ def logged_daphne(log: Path, **env: str) -> Iterator[LoggedServer]:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"daphne did not start: {log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"{LIVE_SERVER} did not start: {log.read_text(errors='replace')[-2000:]}"
+            )
         time.sleep(0.1)
     try:
         yield LoggedServer(url, port, log, proc)

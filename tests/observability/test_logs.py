@@ -16,7 +16,7 @@ from tests.api.conftest import auth, llm_agent_for
 from tests.conftest import live_env
 from tests.observability.conftest import (
     json_lines,
-    logged_daphne,
+    logged_server,
     set_log_content,
     wait_for_line,
 )
@@ -38,7 +38,7 @@ def test_rest_run_lines_are_json_with_ids_and_no_content(
     alpha, bravo = committed_personas["alpha"], committed_personas["bravo"]
     agent = llm_agent_for(alpha, fake_llm)
     prompt, reply = f"CANARY-PROMPT-{uuid.uuid4().hex}", f"CANARY-OUTPUT-{uuid.uuid4().hex}"
-    with logged_daphne(tmp_path / "daphne.log", LOG_FORMAT="json") as server:
+    with logged_server(tmp_path / "web.log", LOG_FORMAT="json") as server:
         fake_llm.script(agent.key, {"reply": reply})
         answer = httpx.post(
             f"{server.url}/agents/{agent.agent.slug}/execute",
@@ -84,7 +84,7 @@ def test_log_content_on_writes_prompt_and_output(
     settings.PROVIDER_ALLOWED_PRIVATE = ["127.0.0.1"]
     alpha, bravo = committed_personas["alpha"], committed_personas["bravo"]
     ours, theirs = llm_agent_for(alpha, fake_llm), llm_agent_for(bravo, fake_llm)
-    with logged_daphne(tmp_path / "daphne.log", LOG_FORMAT="json") as server:
+    with logged_server(tmp_path / "web.log", LOG_FORMAT="json") as server:
         set_log_content(alpha, True)
         # Until the change has reached the server (NOTIFY): alpha's line carries the prompt.
         deadline = time.monotonic() + 10
@@ -127,7 +127,7 @@ def test_background_run_logs_the_request_id_of_the_request_that_queued_it(
     prompt, reply = f"CANARY-BG-IN-{uuid.uuid4().hex}", f"CANARY-BG-OUT-{uuid.uuid4().hex}"
     fake_llm.script(agent.key, {"reply": reply})
     worker = spawn_worker(LOG_FORMAT="json")
-    with logged_daphne(tmp_path / "daphne.log", LOG_FORMAT="json") as server:
+    with logged_server(tmp_path / "web.log", LOG_FORMAT="json") as server:
         answer = httpx.post(
             f"{server.url}/agents/{agent.agent.slug}/execute",
             headers={**auth(alpha.user_key), "X-Request-ID": "obs-bg-1"},

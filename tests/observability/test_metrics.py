@@ -1,4 +1,4 @@
-"""Prometheus metrics from live processes: two daphnes share one multiprocess directory and
+"""Prometheus metrics from live processes: two web servers share one multiprocess directory and
 one scrape shows their sum; /metrics is refused without its token (and absent without one
 configured); the numbers match what was run."""
 
@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents.models import Execution
 from tests.api.conftest import auth, llm_agent_for
-from tests.observability.conftest import logged_daphne
+from tests.observability.conftest import logged_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,8 +44,8 @@ def test_two_processes_one_scrape_counts_match_what_ran(
     agent = llm_agent_for(alpha, fake_llm)
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": TOKEN}
     with (
-        logged_daphne(tmp_path / "one.log", **env) as one,
-        logged_daphne(tmp_path / "two.log", **env) as two,
+        logged_server(tmp_path / "one.log", **env) as one,
+        logged_server(tmp_path / "two.log", **env) as two,
     ):
         ids = []
         for server in (one, two):
@@ -120,7 +120,7 @@ def test_provider_errors_and_an_open_breaker(
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": TOKEN}
     # The breaker opens once 10 calls in its window have failed (agents.engine.breaker).
     fake_llm.script(agent.key, *[{"status": 500, "message": "down"}] * 10)
-    with logged_daphne(tmp_path / "one.log", **env) as server:
+    with logged_server(tmp_path / "one.log", **env) as server:
         for _ in range(11):
             answer = httpx.post(
                 f"{server.url}/agents/{agent.agent.slug}/execute",
@@ -194,7 +194,7 @@ def test_mcp_requests_are_counted_like_any_other(committed_personas, tmp_path: P
     alpha = committed_personas["alpha"]
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": TOKEN}
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    with logged_daphne(tmp_path / "mcp.log", **env) as server:
+    with logged_server(tmp_path / "mcp.log", **env) as server:
         opened = httpx.post(
             f"{server.url}/mcp", json=INITIALIZE, headers={**headers, **auth(alpha.user_key)}
         )
@@ -231,7 +231,7 @@ async def test_open_streams_are_counted_while_open(committed_personas, tmp_path:
             await asyncio.sleep(0.05)
         raise AssertionError(f"cba_open_streams is {seen}, wanted {wanted}")
 
-    with logged_daphne(tmp_path / "streams.log", **env) as server:
+    with logged_server(tmp_path / "streams.log", **env) as server:
         await until_open(server.url, 0)
         async with connect(f"ws://127.0.0.1:{server.port}/agents/ws", open_timeout=10) as conn:
             await authed(conn, alpha.user_key)

@@ -1,4 +1,4 @@
-"""OpenTelemetry: off, nothing of its SDK is loaded; on, a live daphne exports one trace per
+"""OpenTelemetry: off, nothing of its SDK is loaded; on, a live web server exports one trace per
 request to an OTLP/HTTP endpoint, with the server span, database statements and the provider
 call linked by trace id."""
 
@@ -22,7 +22,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from agents.core.queue import enqueue
 from tests.api.conftest import auth, llm_agent_for
 from tests.conftest import ROOT, live_env
-from tests.observability.conftest import logged_daphne
+from tests.observability.conftest import logged_server
 from tests.worker.conftest import Scripted, create_queued
 
 SDK_PREFIXES = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.instrumentation")
@@ -106,7 +106,7 @@ def test_a_request_becomes_one_trace_with_db_and_provider_spans(
     fake_llm.script(agent.key, {"reply": "traced"})
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     route = "POST /agents/<str:agent_id>/execute"
-    with logged_daphne(tmp_path / "daphne.log", **env) as server:
+    with logged_server(tmp_path / "web.log", **env) as server:
         answer = httpx.post(
             f"{server.url}/agents/{agent.agent.slug}/execute",
             headers=auth(alpha.user_key),
@@ -209,7 +209,7 @@ def test_a_streamed_run_stays_in_its_requests_trace(
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     route = "POST /agents/<str:agent_id>/execute/stream"
     fake_port = fake_llm.url.rsplit(":", 1)[1]
-    with logged_daphne(tmp_path / "daphne.log", **env) as server:
+    with logged_server(tmp_path / "web.log", **env) as server:
         with httpx.stream(
             "POST",
             f"{server.url}/agents/{agent.agent.slug}/execute/stream",

@@ -1,4 +1,4 @@
-"""OpenAI SDK clients against a live daphne: alpha's agent answers from the fake LLM."""
+"""OpenAI SDK clients against a live server: alpha's agent answers from the fake LLM."""
 
 from __future__ import annotations
 

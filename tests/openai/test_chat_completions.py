@@ -1,4 +1,4 @@
-"""/v1/chat/completions with the official OpenAI SDK against a live daphne and the fake LLM:
+"""/v1/chat/completions with the official OpenAI SDK against a live server and the fake LLM:
 plain, streamed with usage, tools passed through, agents as models, the execution over REST."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Fixtures (all skip, saying why, when no PostgreSQL binaries can be found):
 ``database_restored`` (autouse): after every test here the cluster is running again, whatever
     the test did, so one failing test does not take the next ones down with it.
 
-``live_web``: a real daphne serving ``config.asgi`` in a subprocess on that database; returns a
+``live_web``: a real web server serving ``config.asgi`` in a subprocess on that database; returns a
     :class:`LiveProcess` with ``url``, ``alive()``, ``log()`` (the tail of its output),
     ``story()`` (all of it but access lines and per-attempt connection noise), ``stop()``.
 
@@ -66,7 +66,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, spawn_daphne
+from tests.conftest import ROOT, spawn_server
 
 # Short heartbeat and sweep periods: the worker tests' (production defaults: config/settings.py).
 from tests.worker.conftest import FAST_WORKER_ENV
@@ -371,10 +371,10 @@ class LiveProcess:
 
 @contextlib.contextmanager
 def web_process(site: OutageSite, logfile: Path, **env_overrides: str) -> Iterator[LiveProcess]:
-    """daphne serving ``config.asgi`` in a subprocess on the site's database (settings
+    """The live tests' server serving ``config.asgi`` in a subprocess on the site's database (settings
     overridden by ``env_overrides``); its log is printed at the end."""
     with logfile.open("wb") as sink:
-        proc, url = spawn_daphne(site.env(**env_overrides), sink, logfile)
+        proc, url = spawn_server(site.env(**env_overrides), sink, logfile)
     web = LiveProcess(proc, logfile, url)
     try:
         yield web

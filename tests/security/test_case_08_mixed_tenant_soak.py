@@ -1,4 +1,4 @@
-"""Reliability case 8: a mixed-tenant soak on one live daphne and one worker process.
+"""Reliability case 8: a mixed-tenant soak on one live server and one worker process.
 
 Alpha and bravo each run ROUNDS rounds at the same time; every round is a blocking HTTP run,
 an SSE run, a WebSocket run and a background run (queued, then run by the worker), plus list

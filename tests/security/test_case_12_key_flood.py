@@ -1,4 +1,4 @@
-"""Reliability case 12: a flood of random API keys against a live daphne is refused while the
+"""Reliability case 12: a flood of random API keys against a live server is refused while the
 tenant's valid traffic, sent at the same time, keeps succeeding; the refusals that name the
 tenant reach its audit log sampled (bounded), not one row per attempt.
 
@@ -15,7 +15,7 @@ import httpx
 from django_tenants.utils import schema_context
 
 from tenants.audit.models import AuditLog
-from tests.conftest import daphne_server
+from tests.conftest import live_server
 
 FORGED_PER_KIND = 60
 PER_MINUTE = 7  # the audit budget of the server under test (per tenant and process)
@@ -47,7 +47,7 @@ def test_a_flood_of_random_keys_is_refused_while_valid_traffic_succeeds(committe
     alpha = committed_personas["alpha"]
     forged = _forged_keys(alpha.user_key)
     before = _auth_failures(alpha.schema)
-    with daphne_server(AUDIT_AUTH_FAILURES_PER_MINUTE=str(PER_MINUTE)) as server:
+    with live_server(AUDIT_AUTH_FAILURES_PER_MINUTE=str(PER_MINUTE)) as server:
         limits = httpx.Limits(max_connections=8)
         with httpx.Client(base_url=server.url, timeout=15, limits=limits) as client:
 

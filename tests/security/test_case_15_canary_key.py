@@ -1,4 +1,4 @@
-"""Reliability case 15: a canary provider key, saved over the API of a live daphne, never
+"""Reliability case 15: a canary provider key, saved over the API of a live server, never
 appears anywhere but in the upstream request's Authorization header: not in any answer
 (credential CRUD, agent, executions, streams, errors, usage, audit log, workflow export), not
 in stored rows (executions, events, audit entries, versions), not in the prompts the provider
@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context
 
 from agents.models import AgentVersion, Execution, ExecutionEvent, ProviderCredential
 from tenants.audit.models import AuditLog
-from tests.conftest import live_env, spawn_daphne
+from tests.conftest import live_env, spawn_server
 from tests.workflow_bridge.test_cascade import review_flow
 
 
@@ -43,10 +43,10 @@ def test_a_canary_key_never_leaves_the_upstream_request(committed_personas, fake
         {"status": 401, "message": f"Incorrect API key provided: {canary}"},
         {"status": 401, "message": f"Incorrect API key provided: {canary}"},
     )
-    log_path = tmp_path / "daphne.log"
+    log_path = tmp_path / "web.log"
     answers: list[str] = []
     with log_path.open("wb") as log:
-        proc, url = spawn_daphne(live_env(LOG_LEVEL="DEBUG"), log, log_path)
+        proc, url = spawn_server(live_env(LOG_LEVEL="DEBUG"), log, log_path)
         try:
             with httpx.Client(
                 base_url=url, timeout=20, headers={"Authorization": f"Bearer {alpha.admin_key}"}

@@ -1,6 +1,6 @@
 """Schemathesis against the live OpenAPI document, with two tenants' credentials.
 
-A real daphne serves ``config.asgi``; the schema comes from its ``/api/schema/``. Every
+A real server serves ``config.asgi``; the schema comes from its ``/api/schema/``. Every
 operation is then called:
 
 1. as alpha's admin, with generated inputs: no 5xx, the status code is one the document names,

@@ -17,7 +17,7 @@ from tenants.models import ApiKey, Tenant, TenantStatus
 from tenants.roles import Role
 from tenants.services import api_key_create
 from tests.api.conftest import auth
-from tests.conftest import daphne_server
+from tests.conftest import live_server
 from tests.tenants.test_auth_failure_audit import wrong_secret
 
 
@@ -71,7 +71,7 @@ def test_another_process_sees_revocation_and_suspension_by_notify(committed_pers
     """The live server caches the key; the change is made here, in another process. Its
     backstop is pushed an hour away, so only the notification can make it see the change."""
     alpha = committed_personas["alpha"]
-    with daphne_server(CREDENTIAL_CACHE_SECONDS="3600") as server:
+    with live_server(CREDENTIAL_CACHE_SECONDS="3600") as server:
         _revoke_and_suspend(server.url, alpha)
 
 

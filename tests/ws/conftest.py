@@ -1,5 +1,5 @@
 """Fixtures for the agents WebSocket: agents bound to the fake LLM (committed, so the live
-daphne server sees them) and a small client around the ``websockets`` library."""
+server sees them) and a small client around the ``websockets`` library."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Running and following executions over the agents WebSocket, against the live daphne server
+"""Running and following executions over the agents WebSocket, against the live server
 and the fake LLM."""
 
 from __future__ import annotations

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
+from collections.abc import Iterator
 
+import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import LIVE_SERVER, live_server
 from tests.ws.conftest import TenantAgent, WsEnv, authed, recv, send, terminal_of, until
 
 # ~100 event rows of ~8 KB, then a complete message carrying the whole 800 KB answer
@@ -28,7 +32,19 @@ async def run_to_end(
     return execution_id, rest
 
 
-async def test_a_client_that_stops_reading_is_disconnected(ws: WsEnv, fake_llm) -> None:
+@pytest.fixture(params=["daphne", "granian"])
+def ws_under(request: pytest.FixtureRequest, ws: WsEnv) -> Iterator[WsEnv]:
+    """``ws`` served by each server: daphne signals a full send buffer to the consumer's
+    producer, granian makes ``send`` wait; each way needs its own guard."""
+    if request.param == LIVE_SERVER:
+        yield ws
+        return
+    with live_server(request.param) as server:
+        yield dataclasses.replace(ws, server=server)
+
+
+async def test_a_client_that_stops_reading_is_disconnected(ws_under: WsEnv, fake_llm) -> None:
+    ws = ws_under
     # More than the kernel will buffer for one socket (tcp_wmem allows up to 4 MiB), so that
     # the excess would have to pile up in the server process.
     agent = await ws.make_agent(ws.alpha)

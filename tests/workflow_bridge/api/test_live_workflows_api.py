@@ -1,4 +1,4 @@
-"""The firing path against daphne in another process: a workflow, a resource and its steps
+"""The firing path against the live server in another process: a workflow, a resource and its steps
 over real HTTP, the history and the available activities with their explanations, a refused
 step as 409 with the explanation. (``committed_personas`` removes the workflow afterwards.)"""
 

@@ -1,4 +1,4 @@
-"""Workflow events over SSE and the WebSocket, against the live daphne server: a resource's
+"""Workflow events over SSE and the WebSocket, against the live server: a resource's
 stream sees its cascade live as a worker runs it and resumes without loss or repeats; a
 workflow's stream interleaves its resources in commit order; another tenant's ids are not
 found; refusals have the platform's error shape."""
