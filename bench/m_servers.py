@@ -47,18 +47,38 @@ VERSIONS = {
 WS_TIMEOUT = 15.0
 
 
+def split_name(name: str) -> tuple[str, int]:
+    """``granian:2`` → ("granian", 2): a server and its number of worker processes."""
+    server, _, workers = name.partition(":")
+    return server, int(workers) if workers else 1
+
+
 def parse_servers(text: str) -> list[str]:
-    """``--servers``: comma-separated names out of :data:`SERVERS`, each once."""
+    """``--servers``: comma-separated names out of :data:`SERVERS`, each once; ``name:N`` runs
+    N worker processes (uvicorn and granian; daphne has one)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SERVERS]
+
+    def valid(name: str) -> bool:
+        server, _, workers = name.partition(":")
+        if server not in SERVERS:
+            return False
+        if not workers:
+            return True
+        return server != "daphne" and workers.isdigit() and 1 <= int(workers) <= 16
+
+    unknown = [name for name in names if not valid(name)]
     if unknown or not names or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"names out of {', '.join(SERVERS)}, each once: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"names out of {', '.join(SERVERS)} (uvicorn/granian may add :N workers), each "
+            f"once: {text!r}"
+        )
     return names
 
 
 def server_argv(name: str, port: int) -> list[str]:
-    """The command line of ``name`` serving the platform on ``HOST:port``, one process each
-    (granian: one worker process under its supervisor)."""
+    """The command line of ``name`` serving the platform on ``HOST:port``: one process, or N
+    worker processes for ``name:N`` (granian: always under its supervisor)."""
+    name, workers = split_name(name)
     if name == "daphne":
         return [PY, "-m", "daphne", "-b", HOST, "-p", str(port), "-v", "0", APP]
     if name == "uvicorn":
@@ -67,14 +87,16 @@ def server_argv(name: str, port: int) -> list[str]:
         return [
             PY, "-m", "uvicorn", "--host", HOST, "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
-            "--lifespan", "on", "--log-level", "warning", "--no-access-log", APP,
+            "--lifespan", "on", "--log-level", "warning", "--no-access-log",
+            "--workers", str(workers), APP,
         ]  # fmt: skip
     if name == "granian":
-        # "asgi" (not "asginl") sends lifespan events; --ws: the agents WebSocket needs them.
+        # As platform/Procfile runs it: "asgi" (not "asginl") sends lifespan events; --ws: the
+        # agents WebSocket needs them.
         return [
             str(Path(PY).parent / "granian"), "--interface", "asgi", "--host", HOST,
-            "--port", str(port), "--loop", "uvloop", "--workers", "1", "--ws",
-            "--log-level", "warning", "--no-access-log", APP,
+            "--port", str(port), "--loop", "uvloop", "--workers", str(workers), "--ws",
+            "--backpressure", "20000", "--log-level", "warning", "--no-access-log", APP,
         ]  # fmt: skip
     raise ValueError(name)
 
@@ -287,7 +309,7 @@ async def servers_phase(
     results: dict[str, Any] = {}
     for name in order:
         results[name] = await one_server(b, small, name, setup, procs, env, log)
-        results[name]["versions"] = {d: versions.get(d, "?") for d in VERSIONS[name]}
+        results[name]["versions"] = {d: versions.get(d, "?") for d in VERSIONS[split_name(name)[0]]}
     return {
         "order": order,
         "seconds": round(time.monotonic() - t0, 1),

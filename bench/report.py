@@ -430,13 +430,11 @@ def servers_markdown(res: dict[str, Any]) -> list[str]:
         )
     )
     lines.append(
-        "\n**Production default: still daphne.** Both other servers were faster in every full "
-        "run so far (uvicorn by ~2-4 ms of M1 and ~15-30 % less CPU per execution, granian "
-        "in the last run by more), but the default must pass the whole suite, and it has not "
-        "yet: under uvicorn (`LIVE_SERVER=uvicorn make test` runs the live tests on it) every "
-        "live test passes except the slow WebSocket consumer, because uvicorn's `send` waits "
-        "for the socket and ASGI gives the consumer no way to drop a client that stopped "
-        "reading; granian has not been run against the suite. Switching is the next step "
-        "once one of them passes it all."
+        "\n**Production default: granian** (`platform/Procfile`, `WEB_WORKERS` processes on one "
+        "port). It was the fastest of the three in the full runs, and it passes the whole suite: "
+        "the live tests run under it (`LIVE_SERVER=daphne` or `uvicorn` runs them on another). "
+        "uvicorn does not: its WebSocket `send` returns while a non-reading client's frames pile "
+        "up in the transport, so the slow-consumer guard cannot hold under it. daphne stays the "
+        "development server (`manage.py runserver`). `granian:N` rows are N worker processes."
     )
     return lines
