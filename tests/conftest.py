@@ -288,7 +288,7 @@ SERVER_COMMANDS = {
         "websockets-sansio",
         "config.asgi:application",
     ],
-    # As deployed (platform/Procfile) but for the address and one worker process: granian's
+    # As deployed (platform/Procfile) but for the address and the worker processes: granian's
     # "asgi" interface sends lifespan events ("asginl" would not), and its supervisor passes
     # SIGTERM on to the worker.
     "granian": [
@@ -303,7 +303,7 @@ SERVER_COMMANDS = {
         "--loop",
         "uvloop",
         "--workers",
-        "1",
+        "{workers}",
         "--ws",
         "--backpressure",
         "20000",
@@ -317,16 +317,24 @@ SERVER_COMMANDS = {
 LIVE_SERVER = os.environ.get("LIVE_SERVER", "granian")
 
 
+def server_command(server: str, port: int) -> list[str]:
+    """The command line of ``server`` (``granian:N``: N worker processes) on ``port``."""
+    name, _, workers = server.partition(":")
+    return [
+        sys.executable,
+        *(arg.format(port=port, workers=workers or 1) for arg in SERVER_COMMANDS[name]),
+    ]
+
+
 def spawn_server(
     env: dict[str, str], log: IO[bytes], log_path: Path, server: str = LIVE_SERVER
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """``server`` (a name in :data:`SERVER_COMMANDS`) serving ``config.asgi`` on a free local port with
-    ``env``, its output into ``log``; returns (process, base URL) once ``/healthz`` answers
-    (RuntimeError otherwise)."""
+    """``server`` (a name in :data:`SERVER_COMMANDS`; ``granian:N`` for N worker processes)
+    serving ``config.asgi`` on a free local port with ``env``, its output into ``log``; returns
+    (process, base URL) once ``/healthz`` answers (RuntimeError otherwise)."""
     port = _free_port()
-    args = [arg.format(port=port) for arg in SERVER_COMMANDS[server]]
     proc = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        server_command(server, port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     _wait_healthy(proc, url, log_path, server)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from django_tenants.utils import schema_context
 
-from tests.conftest import LIVE_SERVER, ROOT, SERVER_COMMANDS, Persona, live_env
+from tests.conftest import LIVE_SERVER, ROOT, Persona, live_env, server_command
 from tests.worker.conftest import clean_queue, spawn_worker  # noqa: F401 (fixtures)
 
 
@@ -47,7 +46,7 @@ def logged_server(log: Path, **env: str) -> Iterator[LoggedServer]:
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, *(arg.format(port=port) for arg in SERVER_COMMANDS[LIVE_SERVER])],
+            server_command(LIVE_SERVER, port),
             cwd=ROOT,
             env=live_env(**env),
             stdout=sink,
