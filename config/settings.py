@@ -178,6 +178,9 @@ DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 # Issue `SET search_path` once per schema switch, not before every query (django-tenants resets
 # it on every set_tenant/schema_context, rollback and reconnect).
 TENANT_LIMIT_SET_CALLS = True
+# New tenants' schemas are copied from this schema, which migrate_schemas keeps at the current
+# migrations (tenants.schema_template); empty: every new schema is migrated (slower).
+TENANT_TEMPLATE_SCHEMA = env_str("TENANT_TEMPLATE_SCHEMA", "tenant_template")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

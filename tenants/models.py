@@ -15,7 +15,9 @@ from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
 from tenants.audit.models import AuditEntry
+from tenants.context import tenant_connection
 from tenants.roles import Role
+from tenants.schema_template import schema_clone, schema_exists
 
 SLUG_PATTERN = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
 slug_validator = RegexValidator(
@@ -135,6 +137,21 @@ class Tenant(TenantMixin):
     @staticmethod
     def schema_for_slug(slug: str) -> str:
         return "t_" + slug.replace("-", "_")
+
+    def create_schema(
+        self, check_if_exists: bool = False, sync_schema: bool = True, verbosity: int = 1
+    ) -> bool | None:
+        """Create the schema as a copy of the template schema (``tenants.schema_template``),
+        or by migrating it when the template is missing or behind the migrations."""
+        if check_if_exists and schema_exists(self.schema_name):
+            return False
+        if sync_schema and schema_clone(schema_name=self.schema_name):
+            tenant_connection.set_schema_to_public()  # where the library's create_schema leaves it
+            return True
+        created: bool | None = super().create_schema(
+            check_if_exists=check_if_exists, sync_schema=sync_schema, verbosity=verbosity
+        )
+        return created
 
 
 class Domain(DomainMixin):
