@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from agents.core import DatabaseUnavailable, cancel_execution, follow_events, start_run
 from agents.core.streams import StreamLease, open_stream
@@ -62,9 +63,18 @@ from agents.ws_protocol import (
     parse_request,
     parse_resource_id,
     parse_workflow_id,
+    short_id,
     workflow_event_message,
 )
-from agents.ws_transport import Follower, Outbox, Outgoing, Run, SlowConsumer, flow_control_for
+from agents.ws_transport import (
+    Follower,
+    Outbox,
+    Outgoing,
+    Periodic,
+    Run,
+    SlowConsumer,
+    flow_control_for,
+)
 from config.database import database_unavailable
 from config.errors import DomainError
 from tenants.access import AccessRefused, admit_frame, authorize_async
@@ -118,7 +128,7 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         self.slow = False
         self.runs: set[Run] = set()
         self.followers: dict[str, Follower] = {}
-        self.timers: list[asyncio.TimerHandle] = []
+        self.timers: list[asyncio.TimerHandle | Periodic] = []
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
         self.watch: CredentialWatch | None = None
@@ -196,8 +206,8 @@ class AgentsConsumer(AsyncWebsocketConsumer):
                     error_message(
                         refused.code,
                         refused.message,
-                        execution_id=_short(payload.get("execution_id")),
-                        request_id=_short(payload.get("request_id")),
+                        execution_id=short_id(payload.get("execution_id")),
+                        request_id=short_id(payload.get("request_id")),
                         retry_after=refused.headers.get("Retry-After"),
                     )
                 )
@@ -210,10 +220,10 @@ class AgentsConsumer(AsyncWebsocketConsumer):
                 raise ProtocolError(
                     refused.code,
                     refused.message,
-                    execution_id=_short(payload.get("execution_id")),
-                    request_id=_short(payload.get("request_id")) or "",
-                    resource_id=_short(payload.get("resource_id")),
-                    workflow_id=_short(payload.get("workflow_id")),
+                    execution_id=short_id(payload.get("execution_id")),
+                    request_id=short_id(payload.get("request_id")) or "",
+                    resource_id=short_id(payload.get("resource_id")),
+                    workflow_id=short_id(payload.get("workflow_id")),
                 ) from None
         if kind == "auth":
             # Tenant and principal are fixed for the connection: no switching, not even back.
@@ -264,6 +274,7 @@ class AgentsConsumer(AsyncWebsocketConsumer):
         self.auth = auth
         for timer in self.timers:
             timer.cancel()
+        self.timers = [Periodic(settings.WS_HEARTBEAT_SECONDS, self._beat)]
         self.watch = watch_credential(auth.principal, self._credential_lapsed)
         expires_at = auth.principal.token_expires_at
         if expires_at is not None:
@@ -561,6 +572,11 @@ class AgentsConsumer(AsyncWebsocketConsumer):
             async with asyncio.timeout(SLOW_CONSUMER_SECONDS):
                 await self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer")
 
+    def _beat(self) -> None:
+        # ASGI gives the application no ping frames, and granian sends none of its own.
+        if not self.closing:
+            self._reply({"type": "heartbeat", "timestamp": now_iso()})
+
     def _credential_lapsed(self, reason: str) -> None:
         """The key behind this connection was revoked or expired, or its tenant suspended."""
         if not self.closing:
@@ -582,8 +598,3 @@ class AgentsConsumer(AsyncWebsocketConsumer):
 
     def _schema(self) -> str:
         return self._auth().principal.schema_name
-
-
-def _short(value: Any) -> str | None:
-    """An id echoed back in an error: only if it is a short string."""
-    return value if isinstance(value, str) and len(value) <= 200 else None

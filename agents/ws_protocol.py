@@ -15,6 +15,8 @@ idempotency_key?, request_id?}`` (validated by the execution core like a REST bo
 ``auth_failure{error}`` (then close 4401), ``subscribed{execution_id, after}`` (before the
 replay), ``unsubscribed{execution_id}`` (nothing more for it follows), ``cancel_requested
 {execution_id, status}`` (the ``cancelled`` event follows when the run has stopped), ``pong``,
+``heartbeat{timestamp}`` (every ``WS_HEARTBEAT_SECONDS`` whatever else is sent; a client that
+has seen nothing for two of them may assume the connection dead and reconnect),
 ``error{code, error, execution_id?, request_id?, retryable?}``. ``execution_started`` of an
 ``execute`` echoes its ``request_id``. A ``reset{reason, message, discard_from_sequence}``
 event means: drop the text of the chunks from ``discard_from_sequence`` on (that attempt is
@@ -200,6 +202,11 @@ class PongMessage(TypedDict):
     timestamp: str
 
 
+class HeartbeatMessage(TypedDict):
+    type: Literal["heartbeat"]
+    timestamp: str
+
+
 # ---- server → client (execution events: all carry execution_id, seq and timestamp) ----
 
 
@@ -285,6 +292,7 @@ ServerMessage = (
     | StreamSubscribedMessage
     | CancelRequestedMessage
     | PongMessage
+    | HeartbeatMessage
     | EventMessage
     | WorkflowEventMessage
 )
@@ -551,3 +559,8 @@ def encode_workflow_event(message: WorkflowEventMessage, limit: int = MAX_OUTBOU
     if len(text.encode()) <= limit:
         return text
     return _encode({**message, "data": None, "truncated": True})
+
+
+def short_id(value: Any) -> str | None:
+    """An id echoed back in an error: only if it is a short string."""
+    return value if isinstance(value, str) and len(value) <= 200 else None

@@ -132,6 +132,22 @@ class Outbox:
 # ---- handles on a connection's tasks ----
 
 
+class Periodic:
+    """``call`` every ``seconds`` on the running loop until cancelled (one timer at a time)."""
+
+    def __init__(self, seconds: float, call: Callable[[], None]) -> None:
+        self._seconds, self._call = seconds, call
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(seconds, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._loop.call_later(self._seconds, self._fire)
+        self._call()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
 @dataclass(eq=False)
 class Follower:
     """One followed execution. ``stopped`` is the real stop signal: a task cancelled while a

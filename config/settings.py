@@ -270,6 +270,9 @@ EXECUTION_STORE_PATIENCE_SECONDS = env_float("EXECUTION_STORE_PATIENCE_SECONDS",
 STREAM_DB_PATIENCE_SECONDS = env_float("STREAM_DB_PATIENCE_SECONDS", 10.0, minimum=0)
 # How often each process checks that the credentials behind its open WebSockets still hold.
 WS_CREDENTIAL_CHECK_SECONDS = env_float("WS_CREDENTIAL_CHECK_SECONDS", 5.0, minimum=0.1)
+# An idle agents WebSocket gets a ``heartbeat`` message this often (ASGI cannot send pings):
+# the client knows the server is there, and a vanished client's socket errors out.
+WS_HEARTBEAT_SECONDS = env_float("WS_HEARTBEAT_SECONDS", 20.0, minimum=0.1)
 
 # ---- workflows ----
 # A resource that enters agent places this many times in a row without a manual step stops
