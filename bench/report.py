@@ -6,6 +6,7 @@ from typing import Any
 
 from common import PROFILE_LANDMARKS, TARGETS
 from m4 import render_m4
+from m7 import m7_target_rows, render_m7
 from stats import r3
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +159,7 @@ def results_markdown(res: dict[str, Any]) -> str:
         f"latency {fmt(h['stub_latency_ratio'], 'x', 1)} | "
         f"{verdict(h['stub_throughput_ratio'], TARGETS['stub_ratio'], at_least=True)} |"
     )
+    lines.extend(m7_target_rows(res))  # M7 (bench/m7.py), when run
     add("")
     add("### M1 at 1 client, per round (ms)\n")
     add("| Round | Pairs | Added p50 | p90 | p99 | Header p50 | p99 | Direct p50 | Platform p50 |")
@@ -238,6 +240,7 @@ def results_markdown(res: dict[str, Any]) -> str:
             f"{item['errors']} |"
         )
     lines.extend(render_m4(res))  # M4/M5 (bench/m4.py)
+    lines.extend(render_m7(res))  # M7 (bench/m7.py)
     add("\n### Request ladder (1 client, p50 of each rung, interleaved in random order)\n")
     add("| Rung | p50 ms | p90 ms |")
     add("|---|---|---|")

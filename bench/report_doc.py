@@ -227,6 +227,8 @@ make bench                          # full run, ~4-5 min on 2 cores; rewrites th
 make bench BENCH_ARGS=--quick       # smoke test, ~1 min; bench/results/latest-quick.*
 .venv/bin/python bench/run.py [--quick] [--database cb_bench] [--extra-tenants 10]
 .venv/bin/python bench/run.py --servers daphne,uvicorn,granian   # + ASGI servers side by side
+.venv/bin/python bench/run.py --m7 200   # + M7: tenant creation, M1 at 10 and at 200 tenants
+.venv/bin/python bench/m7.py --n 200     # M7 alone (its own fake LLM and daphne)
 .venv/bin/python bench/run.py --render bench/results/latest.json   # re-render, no measuring
 .venv/bin/python bench/run.py --record "what changed"   # full run + a row in bench/history.json
 .venv/bin/python bench/run.py --render bench/results/latest.json --record "what changed"

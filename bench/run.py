@@ -10,6 +10,7 @@ writes ``bench/results/<timestamp>.json`` (raw figures) + ``.md`` (tables), ``la
 rewrites ``docs/performance.md``. Both servers are killed at the end, even on error.
 ``--servers daphne,uvicorn,granian`` adds a phase that measures those ASGI servers side by side
 (bench/m_servers.py); the main phases run on daphne whatever the flag.
+``--m7 N`` adds M7 (bench/m7.py): tenant creation time and M1 with 10, then N tenants.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from m1 import ladder, m1_closed, m1_open, warm_up
 from m2 import m2
 from m3 import db_accounting, m3
 from m4 import m4
+from m7 import m7, tenants_runner
 from m_openai import openai_phase
 from m_servers import parse_servers, servers_phase
 from profiling import profile_phase, profile_summary
@@ -71,6 +73,8 @@ async def measure(
     pg_reserve: int,
     log: Callable[[str], None],
     compare: Callable[[Bench], Awaitable[dict[str, Any]]] | None = None,
+    m7_phase: Callable[[Bench, Callable[[str], Awaitable[None]]], Awaitable[dict[str, Any]]]
+    | None = None,
 ) -> dict[str, Any]:
     b = Bench(platform_url, fake_url, setup)
     if stats is not None:
@@ -143,6 +147,8 @@ async def measure(
             await fresh("DB accounting")
             res["db_accounting"] = await db_accounting(b, plan, stats, procs, log)
         res["m4"] = await m4(b, plan, procs, stats, fresh, log)  # M4/M5: idle open streams
+        if m7_phase is not None:  # M7: tenant creation, M1 against the number of schemas
+            res["m7"] = await m7_phase(b, fresh)
         if compare is not None:
             procs.stop("daphne")  # one server at a time on the machine
             res["server_comparison"] = await compare(b)
@@ -182,6 +188,15 @@ def main() -> int:
         "(default: daphne, no comparison; the main phases always run on daphne)",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the profiling phase")
+    parser.add_argument(
+        "--m7",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add M7: create tenants up to N (then drop them) and measure M1 at --m7-base "
+        "and at N tenants (default 0: off; each creation takes about a second)",
+    )
+    parser.add_argument("--m7-base", type=int, default=10, help="tenants of M7's first M1")
     parser.add_argument(
         "--pg-reserve",
         type=int,
@@ -302,6 +317,10 @@ def main() -> int:
                 return await servers_phase(b, plan, names, setup, procs, env, versions, log)
 
             compare = compare_servers
+
+        async def m7_phase(b: Bench, fresh: Callable[[str], Awaitable[None]]) -> dict[str, Any]:
+            return await m7(b, plan, args.m7, args.m7_base, tenants_runner(env), fresh, log)
+
         log(f"platform at {platform_url}, fake LLM at {fake_url}; measuring ({plan.name})")
         res.update(
             asyncio.run(
@@ -316,6 +335,7 @@ def main() -> int:
                     args.pg_reserve,
                     log,
                     compare,
+                    m7_phase if args.m7 else None,
                 )
             )
         )

@@ -152,9 +152,12 @@ def server_facts() -> dict[str, object]:
         version = cursor.fetchone()[0]
         cursor.execute("SHOW max_connections")
         max_connections = cursor.fetchone()[0]
+        # The tenant template (tenants.schema_template) is no tenant's schema: not counted.
         cursor.execute(
             "SELECT count(*) FROM information_schema.schemata "
-            "WHERE schema_name NOT LIKE 'pg\\_%%' AND schema_name <> 'information_schema'"
+            "WHERE schema_name NOT LIKE 'pg\\_%%' AND schema_name <> 'information_schema' "
+            "AND schema_name <> %s",
+            [settings.TENANT_TEMPLATE_SCHEMA],
         )
         schemas = cursor.fetchone()[0]
     return {"server_version": version, "max_connections": max_connections, "schemas": schemas}

@@ -49,8 +49,9 @@ def tenant_create(
     actor: str = "system",
     request: HttpRequest | None = None,
 ) -> CreatedTenant:
-    """Create a tenant with its schema (migrated), its primary domain, a first operator (a
-    superuser of that tenant's admin only) and a first admin API key.
+    """Create a tenant with its schema (a copy of the template schema, or migrated when the
+    template is missing or behind: ``tenants.schema_template``), its primary domain, a first
+    operator (a superuser of that tenant's admin only) and a first admin API key.
 
     Runs in one transaction: PostgreSQL DDL is transactional, so a failure leaves no schema
     behind.
