@@ -89,7 +89,7 @@ async def ladder(b: Bench, plan: Plan, log: Callable[[str], None]) -> dict[str, 
         "errors": errors.json(),
         "steps_p50_ms": {
             "loopback_http_minimal_asgi": r3(med["stub_get"]),
-            "daphne_django_middleware": r3(med["platform_healthz"] - med["stub_get"]),
+            "server_django_middleware": r3(med["platform_healthz"] - med["stub_get"]),
             "auth_tenant_drf_one_query": r3(med["platform_agent_get"] - med["platform_healthz"]),
             "execution_beyond_authenticated_get": r3(
                 med["platform_execute"] - med["platform_agent_get"]

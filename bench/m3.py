@@ -155,7 +155,7 @@ async def db_accounting(
         errors.add(call)
         ok += call.ok
     await b.platform.aclose()  # our keep-alive connections go first
-    procs.stop("daphne")
+    procs.stop("web")
     await asyncio.sleep(1.5)
     after = stats.counters()
     tables_after = stats.table_counters()

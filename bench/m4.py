@@ -1,15 +1,17 @@
 """M4 / M5: idle open streams on one node (SSE, then WebSocket).
 
-Per kind: a freshly started daphne; a few background executions that stay queued (the bench
+Per kind: a freshly started server (``--server``); a few background executions that stay queued (the bench
 starts no worker), so they are not finished and emit nothing for as long as the phase needs; N
 followers of them, opened from this process with raw sockets (``m4_clients``). A stalled
 *streamed* run cannot stay silent that long: the provider read timeout (60 s) ends it, and each
 chunk it sends wakes every follower. The follower's path is the same either way (read the log,
 wait for a NOTIFY). Measured on the server process: RSS (and PSS / USS from ``smaps_rollup``)
-before and after opening N, per stream = delta / opened, and its threads; PostgreSQL connections
+before and after opening N, summed over the server's processes (granian: its supervisor and
+workers), per stream = delta / opened, and its threads; PostgreSQL connections
 of the bench database with 0 and N streams open; CPU over ``m4_idle_seconds`` while N are open
 and idle (followers must not poll); whether every follower got a heartbeat after it opened (SSE
-``: keep-alive`` every ``SSE_HEARTBEAT_SECONDS``; daphne's WebSocket ping every 20 s), and the
+``: keep-alive`` every ``SSE_HEARTBEAT_SECONDS``; the WebSocket ``heartbeat`` message every
+``WS_HEARTBEAT_SECONDS``, and daphne's pings under daphne), and the
 end (``cancelled``) once the runs are cancelled.
 
 The bench tenant is measured without a plan (``--limits none``): no stream lease is taken. With
@@ -31,7 +33,7 @@ from typing import Any
 from client import Bench
 from common import HOST, MESSAGE, Plan
 from m4_clients import Follower, SseFollower, WsFollower, open_all
-from servers import PgStats, Processes
+from servers import PgStats, Processes, descendants
 
 EXECUTIONS = 4  # runs followed; follower i follows run i % EXECUTIONS
 OPEN_PER_SECOND = 100.0
@@ -47,11 +49,20 @@ FD_RESERVE = 300  # descriptors this process keeps for everything else
 
 
 def raise_nofile() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit; children started later (daphne) inherit it."""
+    """Soft RLIMIT_NOFILE up to the hard limit; children started later (the server) inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def tree_memory_kib(root: int) -> dict[str, int]:
+    """:func:`memory_kib` summed over ``root`` and its descendants (granian's workers)."""
+    total: dict[str, int] = {}
+    for pid in descendants(root):
+        for key, value in memory_kib(pid).items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -125,8 +136,7 @@ async def one_kind(
     soft, _ = raise_nofile()
     n = min(plan.m4_streams, max(soft - FD_RESERVE, 0))
     await fresh(f"M4 {kind}")
-    daphne = procs.procs["daphne"]
-    pid = daphne.pid
+    pid = procs.procs["web"].pid
     port = int(b.platform_url.rsplit(":", 1)[1])
     res: dict[str, Any] = {
         "kind": kind,
@@ -134,7 +144,7 @@ async def one_kind(
         "streams_asked": n,
         "limited_by_fds": n < plan.m4_streams,
         "nofile_bench": soft,
-        "nofile_server": nofile_of(pid),
+        "nofile_server": nofile_of(descendants(pid)[-1]),
         "executions": EXECUTIONS,
     }
     ids, paths, statuses = await start_queued_runs(b, EXECUTIONS)
@@ -142,7 +152,7 @@ async def one_kind(
     if any(status != "queued" for status in statuses):
         raise RuntimeError(f"the followed runs are not queued: {statuses} (a worker running?)")
     db = (lambda: stats.connections()[0]) if stats is not None else (lambda: None)
-    mem0, db0, client0 = memory_kib(pid), db(), memory_kib(os.getpid())
+    mem0, db0, client0 = tree_memory_kib(pid), db(), memory_kib(os.getpid())
 
     # A queued run has no event yet: daphne sends an SSE response head only with the first
     # body bytes, the first heartbeat (SSE_HEARTBEAT_SECONDS after the request).
@@ -162,13 +172,13 @@ async def one_kind(
     res["open_failures"] = dict(sorted(failures.items(), key=lambda kv: -kv[1])[:10])
     log(f"M4 {kind}: {len(followers)}/{n} open in {res['open_seconds']} s")
     await asyncio.sleep(SETTLE_SECONDS)
-    mem1, db1, client1 = memory_kib(pid), db(), memory_kib(os.getpid())
+    mem1, db1, client1 = tree_memory_kib(pid), db(), memory_kib(os.getpid())
 
     # CPU while idle.
-    cpu0, w0 = procs.cpu_seconds("daphne"), time.monotonic()
+    cpu0, w0 = procs.cpu_seconds("web", tree=True), time.monotonic()
     beats0 = sum(f.heartbeats for f in followers)
     await asyncio.sleep(plan.m4_idle_seconds)
-    cpu1, w1 = procs.cpu_seconds("daphne"), time.monotonic()
+    cpu1, w1 = procs.cpu_seconds("web", tree=True), time.monotonic()
     beats_window = sum(f.heartbeats for f in followers) - beats0
     cpu_pct = None
     if cpu0 is not None and cpu1 is not None:
@@ -193,7 +203,7 @@ async def one_kind(
         )
         pongs = sum(1 for f in sample if isinstance(f, WsFollower) and f.pongs)
         res["ping_sample"] = {"sent": len(sample), "pong": pongs}
-    mem2, db2 = memory_kib(pid), db()
+    mem2, db2 = tree_memory_kib(pid), db()
 
     # The end: cancel the runs; every follower must get the terminal event (and SSE [DONE]).
     t_end = time.monotonic()
@@ -208,11 +218,11 @@ async def one_kind(
         res["terminal_event_before_done"] = sum(
             1 for f in followers if isinstance(f, SseFollower) and f.terminal_event
         )
-    mem_end = memory_kib(pid)
+    mem_end = tree_memory_kib(pid)
     for f in followers:
         f.close()
     await asyncio.sleep(SETTLE_SECONDS)
-    mem_closed, db_closed = memory_kib(pid), db()
+    mem_closed, db_closed = tree_memory_kib(pid), db()
 
     opened = max(len(followers), 1)
 
@@ -307,7 +317,7 @@ def render_m4(res: dict[str, Any]) -> list[str]:
     if not m:
         return []
     lines = [
-        "\n### M4 / M5 idle open streams on one node (one daphne process)\n",
+        "\n### M4 / M5 idle open streams on one node (one server)\n",
         "N followers (opened 100 a second) of 4 executions that are not finished and emit "
         "nothing (background runs left queued: the bench starts no worker); per stream = "
         "server RSS delta / streams opened. DB connections: the bench database's client "

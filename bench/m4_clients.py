@@ -128,8 +128,9 @@ class SseFollower(Follower):
 class WsFollower(Follower):
     """The agents WebSocket, authenticated at the handshake, subscribed to one execution.
 
-    Daphne pings an idle WebSocket every 20 s (``--ping-interval``) and closes it without a
-    pong: those pings are this kind's heartbeat, and each is answered."""
+    The platform sends a ``heartbeat`` message every ``WS_HEARTBEAT_SECONDS`` (20 s); daphne
+    also pings every 20 s (``--ping-interval``) and closes a connection without a pong. Both
+    count as this kind's heartbeat, and each ping is answered."""
 
     def __init__(self, host: str, port: int, auth: str, execution_id: str, after: int) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
@@ -228,6 +229,8 @@ class WsFollower(Follower):
             self.opened()
         elif kind == "pong":
             self.pongs += 1
+        elif kind == "heartbeat":
+            self.beat()
         elif kind == "error" and not self.ready.done():
             self.fail(f"error before subscribed: {payload[:160]!r}")
         elif kind in WS_TERMINAL:

@@ -8,7 +8,7 @@ freshly started server, and drops the tenants it created (``tenant_delete``) so 
 run starts from the same count. Creation times are those of every tenant it created.
 
 Part of ``bench/run.py --m7 N`` (off by default: 200 creations take a few minutes); or alone,
-on a migrated database, starting its own fake LLM and daphne::
+on a migrated database, starting its own fake LLM and the production server (granian)::
 
     .venv/bin/python bench/m7.py --n 200 [--base 10] [--database cb_bench] [--quick]
 """
@@ -30,6 +30,7 @@ from typing import Any
 from client import Bench
 from common import FULL, HOST, PY, QUICK, ROOT, Plan
 from m1 import m1_closed
+from m_servers import server_argv
 from servers import Processes, bench_env, free_port, run_checked, wait_http
 from stats import r3, summary
 
@@ -234,12 +235,12 @@ def main() -> int:
         )
         setup = json.loads(out.strip().splitlines()[-1])
         platform_url = f"http://{HOST}:{free_port()}"
-        daphne_argv = [PY, "-m", "daphne", "-b", HOST, "-p", platform_url.rsplit(":", 1)[1]]
+        web_argv = server_argv("granian", int(platform_url.rsplit(":", 1)[1]))
 
         def restart() -> None:
-            procs.stop("daphne")
-            daphne = procs.start("daphne", [*daphne_argv, "config.asgi:application"], env)
-            wait_http(f"{platform_url}/healthz", daphne, 60, "daphne")
+            procs.stop("web")
+            web = procs.start("web", web_argv, env)
+            wait_http(f"{platform_url}/healthz", web, 60, "granian")
 
         async def phase() -> dict[str, Any]:
             b = Bench(platform_url, fake_url, setup)

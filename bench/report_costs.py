@@ -64,7 +64,8 @@ ENGINE = "Engine and provider call"
 FINISH = "Storing the end"
 HOPS = "Thread hand-offs (asgiref, waking the event loop, starting threads)"
 NOTES = {
-    ASGI: "daphne/Twisted reading and writing the sockets, asyncio, Django's ASGI handler",
+    ASGI: "the server reading and writing the sockets (the profile: daphne/Twisted), asyncio, "
+    "Django's ASGI handler",
     HANDLER: "request id, metrics, JSON access log, audit context, on the request's thread",
     MIDDLEWARE: "`tenants/middleware.py`, `tenants/access.py`, `tenants/ratelimit.py`",
     VIEW: "`agents/api/executions.py`, serializers, the async_to_sync hop to the engine",
@@ -138,8 +139,8 @@ def costs_markdown(res: dict[str, Any]) -> str:
         "|---|---|",
         f"| Loopback HTTP + a minimal ASGI server (the stub's GET) | "
         f"{_us(ladder.get('loopback_http_minimal_asgi'))} |",
-        f"| daphne + Django + the middleware, no database (`GET /healthz`) | "
-        f"{_us(ladder.get('daphne_django_middleware'))} |",
+        f"| server + Django + the middleware, no database (`GET /healthz`) | "
+        f"{_us(ladder.get('server_django_middleware'))} |",
         f"| API-key auth, tenant, rate bucket, DRF, one query (`GET /agents/{{id}}`) | "
         f"{_us(ladder.get('auth_tenant_drf_one_query'))} |",
         f"| The execution beyond that (admission, engine, upstream call, storing the end) | "
@@ -152,8 +153,8 @@ def costs_markdown(res: dict[str, Any]) -> str:
         "",
         "| Process | CPU (µs) |",
         "|---|---|",
-        f"| Platform server (daphne), user + kernel | {_us(cpu.get('daphne_ms_per_execution'))} |",
-        f"| &nbsp;&nbsp;of which kernel | {_us(cpu.get('daphne_system_ms_per_execution'))} |",
+        f"| Platform server, user + kernel | {_us(cpu.get('server_ms_per_execution'))} |",
+        f"| &nbsp;&nbsp;of which kernel | {_us(cpu.get('server_system_ms_per_execution'))} |",
         f"| PostgreSQL backends | {_us(cpu.get('postgres_ms_per_execution'))} |",
         f"| Fake LLM, per call | {_us(cpu.get('fake_ms_per_call'))} |",
         f"| Load generator, per (direct, platform) pair | {_us(cpu.get('client_ms_per_pair'))} |",

@@ -68,8 +68,8 @@ def where_time_goes(res: dict[str, Any]) -> str:
         f"{fmt(added, ' ms')}. The header starts inside the view, so the ASGI server, the "
         "middleware (tenant resolution and API key authentication included) and the hop to "
         "the request's thread are not in it.",
-        f"- **Fixed cost of a request.** Daphne + Django + middleware on a path that touches "
-        f"no database (GET /healthz) costs ~{fmt(steps['daphne_django_middleware'], ' ms')} over "
+        f"- **Fixed cost of a request.** The server + Django + middleware on a path that touches "
+        f"no database (GET /healthz) costs ~{fmt(steps['server_django_middleware'], ' ms')} over "
         f"a bare ASGI server; authentication, tenant resolution, DRF and one query add "
         f"~{fmt(steps['auth_tenant_drf_one_query'], ' ms')} (GET /agents/{{id}}); the "
         f"execution itself ~{fmt(steps['execution_beyond_authenticated_get'], ' ms')} more, "
@@ -145,8 +145,9 @@ def where_time_goes(res: dict[str, Any]) -> str:
             f"~{sniff:.1f} ms per execution in the profile. Installing `sniffio` (a tiny "
             "pure-Python package) removes it."
         )
-    if cpu.get("daphne_ms_per_execution"):
-        per = cpu["daphne_ms_per_execution"]
+    if cpu.get("server_ms_per_execution"):
+        per = cpu["server_ms_per_execution"]
+        server = (res.get("environment") or {}).get("asgi_server_name", "daphne")
         top_rate = ((res.get("m3") or {}).get("highest_observed") or {}).get("throughput_per_s")
         pg_cpu = cpu.get("postgres_ms_per_execution")
         psy = sum(
@@ -162,8 +163,8 @@ def where_time_goes(res: dict[str, Any]) -> str:
                 "machine, not query execution in PostgreSQL."
             )
         out.append(
-            f"- **CPU.** The daphne process uses {fmt(per, ' ms')} of CPU per blocking "
-            f"execution at 1 client, {fmt(cpu.get('daphne_system_ms_per_execution'), ' ms')} "
+            f"- **CPU.** The server ({server}) uses {fmt(per, ' ms')} of CPU per blocking "
+            f"execution at 1 client, {fmt(cpu.get('server_system_ms_per_execution'), ' ms')} "
             f"of it in the kernel; PostgreSQL's backends use "
             f"{fmt(cpu.get('postgres_ms_per_execution'), ' ms')} (the fake LLM "
             f"{fmt(cpu.get('fake_ms_per_call'), ' ms')} per call, this load generator "
@@ -226,7 +227,8 @@ request sent straight to the same LLM stub), following
 make bench                          # full run, ~4-5 min on 2 cores; rewrites this file
 make bench BENCH_ARGS=--quick       # smoke test, ~1 min; bench/results/latest-quick.*
 .venv/bin/python bench/run.py [--quick] [--database cb_bench] [--extra-tenants 10]
-.venv/bin/python bench/run.py --servers daphne,uvicorn,granian   # + ASGI servers side by side
+.venv/bin/python bench/run.py --servers daphne,uvicorn,granian:2  # + ASGI servers side by side
+.venv/bin/python bench/run.py --server granian:2   # the main phases on two worker processes
 .venv/bin/python bench/run.py --m7 200   # + M7: tenant creation, M1 at 10 and at 200 tenants
 .venv/bin/python bench/m7.py --n 200     # M7 alone (its own fake LLM and daphne)
 .venv/bin/python bench/run.py --render bench/results/latest.json   # re-render, no measuring
@@ -248,7 +250,8 @@ It needs only a PostgreSQL the platform can reach (the same resolution as the pl
    key; it empties the `bench` tenant's executions so each run starts from the same table
    sizes;
 2. starts the fake LLM (`python -m agents.fakellm`, zero think time) and the platform under
-   daphne, both as subprocesses on 127.0.0.1, and stops both at the end, even on error;
+   its production server (granian, as `platform/Procfile` runs it; `--server` names another),
+   both as subprocesses on 127.0.0.1, and stops both at the end, even on error;
 3. warms up, then runs the phases below, each load phase on a freshly started and re-warmed
    server (so that no phase inherits the previous one's database connections); every loop
    is bounded by count and time, every call by a deadline;
@@ -275,7 +278,8 @@ Method, in short:
 - **Where the time goes**: a ladder of requests (bare ASGI server, `/healthz`, an
   authenticated GET, an execution, interleaved); CPU time of each process;
   `pg_stat_database` / `pg_stat_all_tables` deltas over sequential executions; and, in a last
-  phase of its own, the server under a stdlib sampling profiler (`bench/profiled_daphne.py`).
+  phase of its own, daphne under a stdlib sampling profiler (`bench/profiled_daphne.py`: the
+  sampler runs in daphne's own process; granian serves from workers it spawns).
 
 ## Environment of the last run
 
@@ -285,13 +289,13 @@ Method, in short:
 | Load average at start | {env["loadavg_start"]} |
 | Python | {versions["python"]} |
 | Django / DRF / django-tenants | {versions["django"]} / {versions["djangorestframework"]} / {versions["django-tenants"]} |
-| ASGI server | daphne {versions["daphne"]} (Twisted {versions["twisted"]}, asyncio reactor), 1 process, its default access log on (to a file) |
+| ASGI server (main phases) | {_server_row(res, versions)} |
 {_servers_row(res)}| asgiref / channels | {versions["asgiref"]} / {versions["channels"]} |
 | psycopg / httpx | {versions["psycopg"]} / {versions["httpx"]} |
 | PostgreSQL server | {setup["postgres"]["server_version"]} ({setup["database"]["source"]}, database `{setup["database"]["name"]}`, `max_connections` {setup["postgres"]["max_connections"]}); Django `CONN_MAX_AGE` {setup["database"]["conn_max_age"]}, pool {setup["database"].get("pool") or "none"} |
 | Tenants / schemas | {setup["tenants"]} tenants / {setup["postgres"]["schemas"]} schemas |
 | Bench tenant's plan | {_plan_row(setup.get("limits", "none"))} |
-| Settings | `config.settings` (production), `DEBUG` {setup["settings"]["DEBUG"]}, all production middleware, `LOG_LEVEL` {setup["settings"]["LOG_LEVEL"]} (the production default: one JSON access line per request, and daphne's own access log), channel layer `{setup["settings"]["CHANNEL_LAYER"].rsplit(".", 1)[-1]}` |
+| Settings | `config.settings` (production), `DEBUG` {setup["settings"]["DEBUG"]}, all production middleware, `LOG_LEVEL` {setup["settings"]["LOG_LEVEL"]} (the production default: one JSON access line per request), channel layer `{setup["settings"]["CHANNEL_LAYER"].rsplit(".", 1)[-1]}` |
 | Fake LLM | uvicorn (h11), 1 process, same machine |
 | Load generator | this script, 1 process, asyncio + httpx, same machine |
 | Commit | {git.get("commit", "?")}; {git.get("local_changes", "?")} paths with local changes at the time{changed} |
@@ -324,6 +328,19 @@ def _plan_row(limits: str) -> str:
             "buckets, reservations and usage counters run; none refuses), the fake model priced"
         )
     return "none (`--limits none`: no plan, so no limit is checked)"
+
+
+def _server_row(res: dict[str, Any], versions: dict[str, str]) -> str:
+    """The main phases' server and command line (runs before --server ran daphne)."""
+    env = res.get("environment") or {}
+    name = env.get("asgi_server_name")
+    if name is None:
+        return (
+            f"daphne {versions.get('daphne', '?')} (Twisted {versions.get('twisted', '?')}), "
+            "1 process, its default access log on (to a file)"
+        )
+    base = name.partition(":")[0]
+    return f"{base} {versions.get(base, '?')}: `{env.get('asgi_server', '?')}`"
 
 
 def _servers_row(res: dict[str, Any]) -> str:

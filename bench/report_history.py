@@ -43,12 +43,14 @@ def entry_from_results(res: dict[str, Any], label: str) -> dict[str, Any]:
         "commit": git.get("commit"),
         "limits": (res.get("setup") or {}).get("limits", "none"),
         "label": label,
+        # Runs before the main phases took --server ran on daphne.
+        "server": ((res.get("environment") or {}).get("asgi_server_name")) or "daphne",
         "m1_p50_ms": (m1c.get("added_p50_ms") or {}).get("median"),
         "m1_p99_ms": (m1c.get("added_p99_ms") or {}).get("median"),
         "m2_ttft_p50_ms": (((res.get("m2") or {}).get("ttft_added_p50_ms")) or {}).get("median"),
         "m3_per_s": (((res.get("m3") or {}).get("best")) or {}).get("throughput_per_s"),
         "cpu_ms_per_exec": (((res.get("m1") or {}).get("cpu")) or {}).get(
-            "daphne_ms_per_execution"
+            "server_ms_per_execution"
         ),
         "pg_commits_per_exec": db.get("xact_commit"),
     }
@@ -112,15 +114,15 @@ def history_markdown(history: list[dict[str, Any]], chart: str | None) -> str:
         "changed before it. In brackets: the change against the previous row with the same "
         "limits (runs with every limit switched on pay the limit checks, so they are compared "
         "with each other only). M1 and M2 are added latencies at 1 client (p50), M3 the best "
-        "executions/s within the p99 limit, CPU the server process's CPU per blocking "
+        "executions/s within the p99 limit, CPU the server's processes' CPU per blocking "
         "execution. The first rows were seeded from earlier versions of this file; a row "
         "without a run id holds figures quoted in the performance issue (its results file "
         "was not kept).",
         "",
-        "| Date | Commit | Limits | What changed | "
+        "| Date | Commit | Server | Limits | What changed | "
         + " | ".join(title for _, title, _, _ in COMPARED)
         + " | M1 p99 | PostgreSQL per execution |",
-        "|---|---|---|---|" + "---|" * len(COMPARED) + "---|---|",
+        "|---|---|---|---|---|" + "---|" * len(COMPARED) + "---|---|",
     ]
     for h, d in zip(history, deltas(history), strict=True):
         cells = [_cell(h.get(k), d[k], unit, digits) for k, _, unit, digits in COMPARED]
@@ -131,7 +133,8 @@ def history_markdown(history: list[dict[str, Any]], chart: str | None) -> str:
         )
         run = f" (`{h['run_id']}`)" if h.get("run_id") else ""
         lines.append(
-            f"| {h.get('date') or '?'} | {h.get('commit') or '?'}{run} | {h.get('limits')} | "
+            f"| {h.get('date') or '?'} | {h.get('commit') or '?'}{run} | "
+            f"{h.get('server') or 'daphne'} | {h.get('limits')} | "
             f"{h.get('label', '')} | "
             + " | ".join(cells)
             + f" | {_cell(h.get('m1_p99_ms'), None, ' ms', 2)} | {pg} |"

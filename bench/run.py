@@ -3,13 +3,14 @@
 ``.venv/bin/python bench/run.py [--quick]`` or ``make bench`` (``BENCH_ARGS=--quick``).
 
 Method: docs/performance.md and /work/shared/reference/performance-protocol.md. In one run it
-starts everything it needs on 127.0.0.1 (its own database ``cb_bench``, the fake LLM, daphne
-with production settings), measures every figure as the *difference* between a call through
+starts everything it needs on 127.0.0.1 (its own database ``cb_bench``, the fake LLM, the
+platform under its production server, granian as platform/Procfile runs it, with production
+settings; ``--server`` names another, ``granian:2`` two worker processes), measures every figure as the *difference* between a call through
 the platform and the same upstream call made directly (paired, interleaved in random order),
 writes ``bench/results/<timestamp>.json`` (raw figures) + ``.md`` (tables), ``latest.*``, and
 rewrites ``docs/performance.md``. Both servers are killed at the end, even on error.
 ``--servers daphne,uvicorn,granian`` adds a phase that measures those ASGI servers side by side
-(bench/m_servers.py); the main phases run on daphne whatever the flag.
+(bench/m_servers.py); the main phases run on ``--server`` whatever the flag.
 ``--m7 N`` adds M7 (bench/m7.py): tenant creation time and M1 with 10, then N tenants.
 """
 
@@ -40,10 +41,10 @@ from m3 import db_accounting, m3
 from m4 import m4
 from m7 import m7, tenants_runner
 from m_openai import openai_phase
-from m_servers import parse_servers, servers_phase
+from m_servers import parse_servers, server_argv, servers_phase
 from profiling import profile_phase, profile_summary
 from publish import publish
-from report import results_markdown
+from report import results_markdown, upgrade_result
 from servers import (
     DbGuard,
     PgStats,
@@ -60,6 +61,14 @@ from stats import r3
 
 # ---------------------------------------------------------------------------------------------
 # main
+
+
+def _one_server(text: str) -> str:
+    """``--server``: one name as ``--servers`` takes them."""
+    names = parse_servers(text)
+    if len(names) != 1:
+        raise argparse.ArgumentTypeError(f"one server, not a list: {text!r}")
+    return names[0]
 
 
 async def measure(
@@ -103,11 +112,11 @@ async def measure(
 
         def cpu_now() -> list[float | None]:
             return [
-                procs.cpu_seconds("daphne"),
+                procs.cpu_seconds("web", tree=True),
                 procs.cpu_seconds("fakellm"),
                 time.process_time(),
                 total_cpu_busy_seconds(),
-                procs.cpu_seconds("daphne", "system"),
+                procs.cpu_seconds("web", "system", tree=True),
             ]
 
         await fresh("M1 1 client")
@@ -122,8 +131,8 @@ async def measure(
         if None not in cpu0 and None not in cpu1:
             used = [(a or 0.0) - (b0 or 0.0) for a, b0 in zip(cpu1, cpu0, strict=True)]
             cpu = {
-                "daphne_ms_per_execution": r3(used[0] * 1000 / pairs),
-                "daphne_system_ms_per_execution": r3(used[4] * 1000 / pairs),
+                "server_ms_per_execution": r3(used[0] * 1000 / pairs),
+                "server_system_ms_per_execution": r3(used[4] * 1000 / pairs),
                 "fake_ms_per_call": r3(used[1] * 1000 / (2 * pairs)),
                 "client_ms_per_pair": r3(used[2] * 1000 / pairs),
                 "machine_ms_per_pair": r3(used[3] * 1000 / pairs),
@@ -150,7 +159,7 @@ async def measure(
         if m7_phase is not None:  # M7: tenant creation, M1 against the number of schemas
             res["m7"] = await m7_phase(b, fresh)
         if compare is not None:
-            procs.stop("daphne")  # one server at a time on the machine
+            procs.stop("web")  # one server at a time on the machine
             res["server_comparison"] = await compare(b)
     finally:
         await b.aclose()
@@ -181,11 +190,18 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--server",
+        type=_one_server,
+        default="granian",
+        help="the server of the main phases: granian (default, as deployed), granian:N "
+        "(N worker processes), uvicorn[:N] or daphne",
+    )
+    parser.add_argument(
         "--servers",
         type=parse_servers,
-        default=["daphne"],
-        help="ASGI servers to compare, comma-separated out of daphne,uvicorn,granian "
-        "(default: daphne, no comparison; the main phases always run on daphne)",
+        default=[],
+        help="ASGI servers to compare afterwards, comma-separated out of daphne,uvicorn,granian "
+        "(:N for N workers; default: no comparison)",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the profiling phase")
     parser.add_argument(
@@ -218,7 +234,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.render:
-        res = json.loads(Path(args.render).read_text())
+        res = upgrade_result(json.loads(Path(args.render).read_text()))
         table = results_markdown(res)
         Path(args.render).with_suffix(".md").write_text(table)
         publish(res, Path(args.render), docs=args.docs is not False, label=args.record)
@@ -297,20 +313,23 @@ def main() -> int:
         )
 
         platform_url = f"http://{HOST}:{platform_port}"
-        daphne_argv = [PY, "-m", "daphne", "-b", HOST, "-p", str(platform_port)]
+        web_argv = server_argv(args.server, platform_port)
 
         def restart() -> None:
-            procs.stop("daphne")
-            daphne = procs.start("daphne", [*daphne_argv, "config.asgi:application"], env)
-            wait_http(f"{platform_url}/healthz", daphne, 60, "daphne")
+            procs.stop("web")
+            web = procs.start("web", web_argv, env)
+            wait_http(f"{platform_url}/healthz", web, 60, args.server)
 
         restart()
-        res["environment"]["asgi_server"] = " ".join(daphne_argv[2:]) + " config.asgi:application"
+        res["environment"]["asgi_server"] = " ".join(
+            [os.path.basename(web_argv[0]), *web_argv[1:]]
+        ).replace(f" {platform_port}", " PORT")
+        res["environment"]["asgi_server_name"] = args.server
 
         with contextlib.suppress(Exception):
             stats = PgStats(setup["database"])
         compare: Callable[[Bench], Awaitable[dict[str, Any]]] | None = None
-        if args.servers != ["daphne"]:
+        if args.servers:
             names, versions = args.servers, res["environment"]["versions"]
 
             async def compare_servers(b: Bench) -> dict[str, Any]:
@@ -339,8 +358,10 @@ def main() -> int:
                 )
             )
         )
-        procs.stop("daphne")
+        procs.stop("web")
         if not args.no_profile:
+            # The sampler wraps daphne's command line in-process (granian serves from worker
+            # processes it spawns): the profile is daphne's, whatever --server was.
             log("profiling phase: daphne under the stdlib sampling profiler")
             profile_port = free_port()
             profile_url = f"http://{HOST}:{profile_port}"
@@ -375,12 +396,14 @@ def main() -> int:
         procs.stop_all()
         if stats is not None:
             stats.close()
-        server_log = procs.tail("daphne", 50_000_000)
+        server_log = procs.tail("web", 50_000_000)
         lines = server_log.splitlines()
+        # Console lines (" ERROR "), JSON lines (LOG_FORMAT json) and the servers' own.
+        marks = (" ERROR ", '"level": "error"', '"level": "critical"', "[ERROR]")
         bad = [
             i
             for i, line in enumerate(lines)
-            if " ERROR " in line
+            if any(m in line for m in marks)
             or (line.startswith("Traceback") and not (i and " ERROR " in lines[i - 1]))
         ]
         skip = ("Traceback", "During handling", "The above exception", " ", "\t")
@@ -399,7 +422,7 @@ def main() -> int:
             kinds[_IDS.sub("<id>", head + " | " + lines[end][:240])] += 1
         res["server_log"] = {
             "lines": len(lines),
-            "access_log_lines": sum(1 for line in lines if '] "' in line),
+            "access_log_lines": sum(1 for line in lines if "config.access" in line),
             "error_lines": len(bad),
             "errors": dict(kinds.most_common(20)),
             "tail": server_log[-1500:],

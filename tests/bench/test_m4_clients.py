@@ -102,6 +102,9 @@ async def test_websocket_subscribes_after_auth_answers_pings_and_sees_the_end() 
     f.data_received(server_frame(0x9, b"beat"))  # daphne's keepalive ping
     assert f.heartbeats == 1
     assert client_frames(wire.sent) == [(0xA, b"beat")]
+    # The platform's own heartbeat message (granian sends no pings).
+    f.data_received(server_frame(0x1, b'{"type":"heartbeat","timestamp":"t"}'))
+    assert f.heartbeats == 2
     assert not f.ended.done()
     f.data_received(server_frame(0x1, b'{"type":"cancelled","execution_id":"exec-1"}'))
     assert f.terminal and f.ended.done()
