@@ -58,8 +58,9 @@ from tenants.models import Domain, Plan, Tenant
 FORMAT = "circuit-breaker-tenant-backup"
 FORMAT_VERSION = 1
 END_OF_DATA = b"\\.\n"
-# Filled by every new schema's migrations (post_migrate): replaced by the file's rows, whose
-# ids the other tables refer to.
+# Filled in every new schema (by its migrations' post_migrate, or copied from the template
+# schema with the rows they wrote there): replaced by the file's rows, whose ids the other
+# tables refer to.
 SEEDED_TABLES = ("django_content_type", "auth_permission")
 # Recorded in the header instead of copied: it is compared, never restored.
 MIGRATIONS_TABLE = "django_migrations"
