@@ -8,7 +8,7 @@ freshly started server, and drops the tenants it created (``tenant_delete``) so 
 run starts from the same count. Creation times are those of every tenant it created.
 
 Part of ``bench/run.py --m7 N`` (off by default: 200 creations take a few minutes); or alone,
-on a migrated database, starting its own fake LLM and the production server (granian)::
+on a migrated database, starting its own fake LLM and the production server (daphne)::
 
     .venv/bin/python bench/m7.py --n 200 [--base 10] [--database cb_bench] [--quick]
 """
@@ -235,12 +235,12 @@ def main() -> int:
         )
         setup = json.loads(out.strip().splitlines()[-1])
         platform_url = f"http://{HOST}:{free_port()}"
-        web_argv = server_argv("granian", int(platform_url.rsplit(":", 1)[1]))
+        web_argv = server_argv("daphne", int(platform_url.rsplit(":", 1)[1]))
 
         def restart() -> None:
             procs.stop("web")
             web = procs.start("web", web_argv, env)
-            wait_http(f"{platform_url}/healthz", web, 60, "granian")
+            wait_http(f"{platform_url}/healthz", web, 60, "daphne")
 
         async def phase() -> dict[str, Any]:
             b = Bench(platform_url, fake_url, setup)

@@ -449,15 +449,14 @@ def servers_markdown(res: dict[str, Any]) -> list[str]:
         )
     )
     lines.append(
-        "\n**Production default: granian** (`platform/Procfile`, `WEB_WORKERS` processes on one "
-        "port). It was the fastest of the three in the full runs, and it passes the whole suite: "
-        "the live tests run under it (`LIVE_SERVER=daphne` or `uvicorn` runs them on another). "
-        "uvicorn does not: its WebSocket `send` returns while a non-reading client's frames pile "
-        "up in the transport, so the slow-consumer guard cannot hold under it. daphne stays the "
-        "development server (`manage.py runserver`). `granian:N` rows are N worker processes. "
-        "The price is memory per WebSocket: granian holds an idle one in ~150 KiB of its own "
-        "buffers (measured against a bare ASGI app that does nothing), where daphne's whole "
-        "cost per connection is ~40 KiB; `platform/Procfile` says how a WebSocket-heavy node "
-        "runs daphne instead."
+        "\n**Production default: daphne**, for now. granian was the fastest in every full run "
+        "(M1, CPU per execution; two worker processes the best M3), and the whole suite passes "
+        "on it (`LIVE_SERVER=granian`), but in M4 it held only ~240 idle SSE streams of 10,000 "
+        "asked, busy at ~100 % CPU while they idled (cause not found yet), and an idle WebSocket "
+        "costs ~150 KiB of granian's own buffers (measured against a bare ASGI app), where "
+        "daphne's whole cost per connection is ~40 KiB. `platform/Procfile` has granian as the "
+        "alternative web line for request-heavy nodes. uvicorn is out: its WebSocket `send` "
+        "returns while a non-reading client's frames pile up, so the slow-consumer guard "
+        "cannot hold under it. `granian:N` rows are N worker processes."
     )
     return lines

@@ -250,7 +250,7 @@ It needs only a PostgreSQL the platform can reach (the same resolution as the pl
    key; it empties the `bench` tenant's executions so each run starts from the same table
    sizes;
 2. starts the fake LLM (`python -m agents.fakellm`, zero think time) and the platform under
-   its production server (granian, as `platform/Procfile` runs it; `--server` names another),
+   its production server (daphne, as `platform/Procfile` runs it; `--server` names another),
    both as subprocesses on 127.0.0.1, and stops both at the end, even on error;
 3. warms up, then runs the phases below, each load phase on a freshly started and re-warmed
    server (so that no phase inherits the previous one's database connections); every loop

@@ -4,8 +4,8 @@
 
 Method: docs/performance.md and /work/shared/reference/performance-protocol.md. In one run it
 starts everything it needs on 127.0.0.1 (its own database ``cb_bench``, the fake LLM, the
-platform under its production server, granian as platform/Procfile runs it, with production
-settings; ``--server`` names another, ``granian:2`` two worker processes), measures every figure as the *difference* between a call through
+platform under its production server, daphne as platform/Procfile runs it, with production
+settings; ``--server`` names another, ``granian:2`` two granian worker processes), measures every figure as the *difference* between a call through
 the platform and the same upstream call made directly (paired, interleaved in random order),
 writes ``bench/results/<timestamp>.json`` (raw figures) + ``.md`` (tables), ``latest.*``, and
 rewrites ``docs/performance.md``. Both servers are killed at the end, even on error.
@@ -192,9 +192,9 @@ def main() -> int:
     parser.add_argument(
         "--server",
         type=_one_server,
-        default="granian",
-        help="the server of the main phases: granian (default, as deployed), granian:N "
-        "(N worker processes), uvicorn[:N] or daphne",
+        default="daphne",
+        help="the server of the main phases: daphne (default, as deployed), granian, "
+        "granian:N (N worker processes) or uvicorn[:N]",
     )
     parser.add_argument(
         "--servers",

@@ -23,7 +23,7 @@ from config.logs import bind_request
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # One line per request, in the structured format, with the request's ids (a server's own access
-# log is plain text without them: production runs granian without one, see
+# log is plain text without them: production runs the server without one, see
 # docs/operations/observability.md).
 access_logger = logging.getLogger("config.access")
 

@@ -269,7 +269,17 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path, what:
 
 # The ASGI servers the platform runs under, as command lines serving config.asgi on a port.
 SERVER_COMMANDS = {
-    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "config.asgi:application"],
+    "daphne": [
+        "-m",
+        "daphne",
+        "-v",
+        "0",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        "{port}",
+        "config.asgi:application",
+    ],
     # uvicorn sends lifespan events (daphne does not): both must serve everything.
     "uvicorn": [
         "-m",
@@ -288,7 +298,7 @@ SERVER_COMMANDS = {
         "websockets-sansio",
         "config.asgi:application",
     ],
-    # As deployed (platform/Procfile) but for the address and the worker processes: granian's
+    # As platform/Procfile's alternative line but for the address and the workers: granian's
     # "asgi" interface sends lifespan events ("asginl" would not), and its supervisor passes
     # SIGTERM on to the worker.
     "granian": [
@@ -312,9 +322,9 @@ SERVER_COMMANDS = {
         "config.asgi:application",
     ],
 }
-# The server live tests run the platform under: granian, as deployed, unless LIVE_SERVER names
-# daphne (the development server, `manage.py runserver`) or uvicorn.
-LIVE_SERVER = os.environ.get("LIVE_SERVER", "granian")
+# The server live tests run the platform under: daphne, as deployed (platform/Procfile), unless
+# LIVE_SERVER names granian (the Procfile's alternative) or uvicorn.
+LIVE_SERVER = os.environ.get("LIVE_SERVER", "daphne")
 
 
 def server_command(server: str, port: int) -> list[str]:

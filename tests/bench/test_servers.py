@@ -54,15 +54,17 @@ def _flags(argv: list[str]) -> list[str]:
     return kept
 
 
-def _procfile_web() -> list[str]:
+def _procfile_web(prefix: str) -> list[str]:
     for line in (ROOT / "platform" / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return shlex.split(line.removeprefix("web:"))
-    raise AssertionError("platform/Procfile has no web line")
+        if line.startswith(prefix):
+            return shlex.split(line.removeprefix(prefix))
+    raise AssertionError(f"platform/Procfile has no {prefix!r} line")
 
 
-def test_live_tests_and_benchmark_run_granian_as_deployed() -> None:
-    deployed = _procfile_web()
+def test_live_tests_and_benchmark_run_the_servers_as_the_procfile_does() -> None:
+    assert _procfile_web("web:")[:3] == ["daphne", "-v", "0"]
+    assert SERVER_COMMANDS["daphne"][:4] == ["-m", "daphne", "-v", "0"]
+    deployed = _procfile_web("#   web:")  # the alternative line
     assert deployed[0] == "granian"
     # --respawn-failed-workers is the supervisor's business, not a test's or a measurement's.
     production = [flag for flag in _flags(deployed) if flag != "--respawn-failed-workers"]

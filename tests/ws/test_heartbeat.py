@@ -1,5 +1,5 @@
 """An idle agents WebSocket hears from the server every WS_HEARTBEAT_SECONDS: ASGI lets the
-application send no ping frames, and granian (the production server) sends none itself."""
+application send no ping frames, and granian (the Procfile's alternative) sends none itself."""
 
 from __future__ import annotations
 
