@@ -97,7 +97,9 @@ def test_a_burst_does_not_starve_another_tenant_and_the_cap_holds(
         f"{len(waiting)} waiting when it arrived, {overtaken} of which started first"
     )
     assert len(waiting) >= 10  # there was a real backlog to jump
-    assert overtaken <= 1  # at most one alpha run was freed at that very moment
+    # Between the snapshot of the backlog and bravo's submit, alpha's two running runs (the
+    # tenant cap) may end together and free two slots: no more may go before bravo.
+    assert overtaken <= 2
     assert later >= 12
     intervals = [(e.started_at, e.completed_at) for e in heavy]
     assert _max_overlap(intervals) == 2  # the cap is used, and never passed
